@@ -1,0 +1,32 @@
+# strangler-blog. `make run` and `make test` set everything up themselves (a .venv here).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Serve the monolith on 127.0.0.1:5000 (FLASK_RUN_PORT picks another port).
+run: $(STAMP)
+	$(BIN)/flask --app blog run --host 127.0.0.1
+
+## The whole suite: lint, module boundaries, tests.
+test: $(STAMP)
+	$(BIN)/ruff check blog extracted tests
+	$(BIN)/lint-imports
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check blog extracted tests
+	$(BIN)/ruff format --check blog extracted tests
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache

@@ -1,0 +1,385 @@
+"""Load and validate ``config.yaml``.
+
+The file describes the deployment (which domain runs where, which adapters are used); secrets never
+live in it. Validation is strict on purpose: a typo in a key or a mode must stop start-up with a
+message naming the key and what is allowed, because a silently ignored ``mode: htpp`` would make a
+user believe they measured an extraction they never ran.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config.yaml"
+
+DOMAINS = ("auth", "posts", "images", "payments", "email")
+HTTP_DOMAINS = ("auth", "posts", "images", "payments")
+
+# Dev defaults: they make a fresh checkout run with no set-up, and production refuses them.
+DEV_SECRET_KEY = "dev-flask-secret-key-not-for-production"
+DEV_JWT_SECRET = "dev-jwt-secret-not-for-production-0123456789abcdef"
+DEV_INTERNAL_TOKEN = "dev-internal-service-token-not-for-production"
+
+Mode = Literal["inprocess", "http", "extracted"]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and the allowed values."""
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    jwt_issuer: str = "strangler-blog"
+    jwt_ttl_seconds: int = 3600
+    bcrypt_rounds: int = 12
+    jwt_secret: str = field(default=DEV_JWT_SECRET, repr=False, metadata={"env": "BLOG_JWT_SECRET"})
+
+
+@dataclass(frozen=True)
+class PostsConfig:
+    per_page_default: int = 20
+    per_page_max: int = 100
+
+
+@dataclass(frozen=True)
+class S3Config:
+    bucket: str = "strangler-blog"
+    prefix: str = "images/"
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    storage: Literal["local", "s3"] = "local"
+    local_dir: str = "instance/images"
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    thumbnail_width: int = 800
+    thumbnail_height: int = 600
+    jpeg_quality: int = 85
+    s3: S3Config = field(default_factory=S3Config)
+
+
+@dataclass(frozen=True)
+class PaymentsConfig:
+    provider: Literal["fake", "stripe"] = "fake"
+    stripe_api_base: str | None = None
+    stripe_api_key: str = field(default="", repr=False, metadata={"env": "STRIPE_API_KEY"})
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "127.0.0.1"
+    port: int = 25
+    starttls: bool = False
+    username: str | None = None
+    timeout_seconds: float = 10.0
+    password: str = field(default="", repr=False, metadata={"env": "BLOG_SMTP_PASSWORD"})
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    transport: Literal["inbox", "smtp"] = "inbox"
+    from_address: str = "Strangler Blog <no-reply@strangler-blog.local>"
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    broker: Literal["inline", "rabbitmq"] = "inline"
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    exchange: str = "events"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    mode: Mode = "inprocess"
+    url: str | None = None
+    port: int | None = None
+    database_url: str | None = None
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    connect_timeout_seconds: float = 0.5
+    read_timeout_seconds: float = 5.0
+    retries: int = 2
+    breaker_fail_max: int = 5
+    breaker_reset_timeout_seconds: float = 30.0
+    internal_token: str = field(
+        default=DEV_INTERNAL_TOKEN, repr=False, metadata={"env": "BLOG_INTERNAL_TOKEN"}
+    )
+
+
+def _default_services() -> dict[str, ServiceConfig]:
+    return {
+        "auth": ServiceConfig(port=3001, url="http://127.0.0.1:3001"),
+        "posts": ServiceConfig(port=3002, url="http://127.0.0.1:3002"),
+        "images": ServiceConfig(port=3003, url="http://127.0.0.1:3003"),
+        "payments": ServiceConfig(port=3004, url="http://127.0.0.1:3004"),
+        "email": ServiceConfig(),
+    }
+
+
+@dataclass(frozen=True)
+class Config:
+    env: Literal["development", "production", "testing"] = "development"
+    database_url: str = "sqlite:///instance/blog.db"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_json_bytes: int = 1024 * 1024
+    secret_key: str = field(default=DEV_SECRET_KEY, repr=False, metadata={"env": "BLOG_SECRET_KEY"})
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    posts: PostsConfig = field(default_factory=PostsConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    payments: PaymentsConfig = field(default_factory=PaymentsConfig)
+    email: EmailConfig = field(default_factory=EmailConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    services: dict[str, ServiceConfig] = field(default_factory=_default_services)
+    source: str = field(default="<defaults>", metadata={"internal": True})
+
+    def mode(self, domain: str) -> str:
+        return self.services[domain].mode
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read the YAML file (``BLOG_CONFIG`` or ``config.yaml``), apply overrides, validate."""
+    environ = os.environ if environ is None else environ
+    if path is None:
+        path = environ.get("BLOG_CONFIG") or DEFAULT_CONFIG_PATH
+    path = Path(path)
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys")
+        raw = loaded or {}
+    elif "BLOG_CONFIG" in environ and Path(environ["BLOG_CONFIG"]) == path:
+        raise ConfigError(f"BLOG_CONFIG points at {path}, which does not exist")
+    if overrides:
+        raw = _deep_merge(raw, overrides)
+    config = _build(Config, raw, "", environ)
+    config = _resolve_paths(config, path.parent if path.exists() else PROJECT_ROOT)
+    config = dataclasses.replace(config, source=str(path))
+    _check_semantics(config)
+    return config
+
+
+def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(dict(base))
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _describe(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(a) for a in get_args(tp))
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if origin is dict:
+        return "a mapping"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        tp, str(tp)
+    )
+
+
+def _coerce(tp: Any, value: Any, key: str, environ: Mapping[str, str]) -> Any:
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        raise ConfigError(f"{key}: {value!r} is not allowed; use {_describe(tp)}")
+    if origin in (types.UnionType, typing.Union):
+        for option in get_args(tp):
+            try:
+                return _coerce(option, value, key, environ)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key}: expected null, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _build(tp, value, key + ".", environ)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
+
+
+def _build(cls: Any, raw: Mapping[str, Any], prefix: str, environ: Mapping[str, str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    secret_fields = {name for name, f in fields.items() if "env" in f.metadata}
+    for key in raw:
+        if key in secret_fields:
+            env_name = fields[key].metadata["env"]
+            raise ConfigError(
+                f"{prefix}{key}: secrets do not belong in the config file; set {env_name}"
+            )
+        if key not in fields:
+            allowed = ", ".join(sorted(set(fields) - secret_fields))
+            raise ConfigError(f"{prefix}{key}: unknown key; allowed keys here: {allowed}")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name in secret_fields:
+            env_value = environ.get(f.metadata["env"])
+            if env_value:
+                values[name] = env_value
+            continue
+        if name not in raw:
+            if dataclasses.is_dataclass(hints[name]):
+                # an absent section still takes its secrets from the environment
+                values[name] = _build(hints[name], {}, f"{prefix}{name}.", environ)
+            continue
+        if cls is Config and name == "services":
+            values[name] = _build_services(raw[name], environ)
+        else:
+            values[name] = _coerce(hints[name], raw[name], prefix + name, environ)
+    return cls(**values)
+
+
+def _build_services(raw: Any, environ: Mapping[str, str]) -> dict[str, ServiceConfig]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"services: expected a mapping of domains, got {raw!r}")
+    services = _default_services()
+    for domain, section in raw.items():
+        if domain not in DOMAINS:
+            raise ConfigError(f"services.{domain}: unknown domain; allowed: {', '.join(DOMAINS)}")
+        section = section or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"services.{domain}: expected a mapping, got {section!r}")
+        merged = {**dataclasses.asdict(services[domain]), **section}
+        services[domain] = _build(ServiceConfig, merged, f"services.{domain}.", environ)
+    return services
+
+
+def _resolve_sqlite(url: str, base: Path) -> str:
+    """Make ``sqlite:///relative.db`` relative to the config file, not to the shell's cwd."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        rel = url[len(prefix) :]
+        if rel and rel != ":memory:" and not rel.startswith("file:"):
+            return prefix + str((base / rel).resolve())
+    return url
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    services = {
+        name: dataclasses.replace(
+            svc, database_url=_resolve_sqlite(svc.database_url, base) if svc.database_url else None
+        )
+        for name, svc in config.services.items()
+    }
+    local_dir = Path(config.images.local_dir)
+    if not local_dir.is_absolute():
+        local_dir = (base / local_dir).resolve()
+    return dataclasses.replace(
+        config,
+        database_url=_resolve_sqlite(config.database_url, base),
+        images=dataclasses.replace(config.images, local_dir=str(local_dir)),
+        services=services,
+    )
+
+
+def _check_semantics(config: Config) -> None:
+    for domain, svc in config.services.items():
+        if domain == "email":
+            if svc.mode == "http":
+                raise ConfigError(
+                    "services.email.mode: 'http' is not allowed; email runs 'inprocess' or "
+                    "'extracted' (a RabbitMQ consumer)"
+                )
+        elif svc.mode == "extracted":
+            raise ConfigError(
+                f"services.{domain}.mode: 'extracted' is only for email; use 'inprocess' or 'http'"
+            )
+        if svc.mode == "http" and not svc.url:
+            raise ConfigError(f"services.{domain}.url: required when mode is 'http'")
+    if config.services["email"].mode == "extracted" and config.events.broker != "rabbitmq":
+        raise ConfigError(
+            "services.email.mode: 'extracted' needs events.broker: rabbitmq "
+            "(the extracted email service is a RabbitMQ consumer)"
+        )
+    for key, value in (
+        ("auth.jwt_ttl_seconds", config.auth.jwt_ttl_seconds),
+        ("images.max_upload_bytes", config.images.max_upload_bytes),
+        ("images.max_pixels", config.images.max_pixels),
+        ("images.thumbnail_width", config.images.thumbnail_width),
+        ("images.thumbnail_height", config.images.thumbnail_height),
+        ("posts.per_page_max", config.posts.per_page_max),
+        ("max_json_bytes", config.max_json_bytes),
+    ):
+        if value <= 0:
+            raise ConfigError(f"{key}: must be a positive number, got {value}")
+    if not 1 <= config.images.jpeg_quality <= 95:
+        raise ConfigError("images.jpeg_quality: must be between 1 and 95")
+    if not 4 <= config.auth.bcrypt_rounds <= 16:
+        raise ConfigError("auth.bcrypt_rounds: must be between 4 and 16")
+    if config.payments.provider == "stripe" and not config.payments.stripe_api_key:
+        raise ConfigError(
+            "payments.provider: 'stripe' needs the STRIPE_API_KEY environment variable"
+        )
+    if config.env == "production":
+        dev_defaults = [
+            env
+            for value, dev, env in (
+                (config.secret_key, DEV_SECRET_KEY, "BLOG_SECRET_KEY"),
+                (config.auth.jwt_secret, DEV_JWT_SECRET, "BLOG_JWT_SECRET"),
+                (config.transport.internal_token, DEV_INTERNAL_TOKEN, "BLOG_INTERNAL_TOKEN"),
+            )
+            if value == dev
+        ]
+        if dev_defaults:
+            raise ConfigError(
+                "env: production refuses to start on development secrets; set "
+                + ", ".join(dev_defaults)
+            )
+        if len(config.auth.jwt_secret.encode()) < 32:
+            raise ConfigError("BLOG_JWT_SECRET: must be at least 32 bytes in production")

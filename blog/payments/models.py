@@ -1,0 +1,44 @@
+"""The payments domain's tables, on its own ``MetaData``.
+
+``user_id`` is a plain integer, never a foreign key into auth's table: the payments domain must be
+extractable to its own database. The unique ``(user_id, idempotency_key)`` constraint is what makes
+"never charge twice for one key" hold even under concurrent requests.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from blog.db import utcnow
+
+
+class PaymentsBase(DeclarativeBase):
+    """The declarative base of this domain alone (see ``blog.db``)."""
+
+
+metadata = PaymentsBase.metadata
+
+
+class PaymentRow(PaymentsBase):
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key", name="uq_payments_user_idempotency_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(Integer, index=True)
+    amount: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    payment_method: Mapped[str] = mapped_column(String(255))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_ref: Mapped[str | None] = mapped_column(String(255))
+    decline_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )

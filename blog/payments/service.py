@@ -1,0 +1,343 @@
+"""The in-process payments service: the only code that touches ``models.py``.
+
+A charge is a small state machine, ``pending`` → ``succeeded`` | ``declined``, built so that no
+idempotency key is ever charged twice:
+
+1. the ``pending`` row is committed *before* the provider is called, so a crash in between leaves
+   a row that a retry (or ``reconcile_pending``) re-drives with the same provider key;
+2. the provider is idempotent by key, so re-driving replays the first outcome;
+3. settling is a compare-and-set on ``status = 'pending'``, so of two concurrent settlers only one
+   publishes ``payment.completed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from blog.db import isoformat, ping, transaction, utcnow
+from blog.events import PAYMENT_COMPLETED, Event, EventBus
+from blog.payments import (
+    DECLINED,
+    PENDING,
+    SUCCEEDED,
+    IdempotencyKeyReused,
+    Payment,
+    PaymentDeclined,
+    PaymentNotFound,
+    PaymentsInvalidInput,
+    ProviderError,
+)
+from blog.payments.models import PaymentRow
+from blog.payments.providers import PaymentProvider, ProviderResult
+
+log = logging.getLogger(__name__)
+
+# Stripe refuses charges below about 0.50 in most currencies and above 8 digits of minor units.
+MIN_AMOUNT = 50
+MAX_AMOUNT = 99_999_999
+MAX_TEXT = 255
+
+
+def provider_idempotency_key(user_id: int, idempotency_key: str) -> str:
+    """The key sent to the provider, scoped to the user.
+
+    Client keys are unique per user only, while a provider's keys are global to the account: two
+    users who both send key "abc" must not replay each other's charge at the provider.
+    """
+    digest = hashlib.sha256(f"{user_id}:{idempotency_key}".encode()).hexdigest()
+    return f"blog-pay-{digest}"
+
+
+class InProcessPaymentsService:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        bus: EventBus,
+        provider: PaymentProvider,
+        provider_name: str,
+    ) -> None:
+        self._sessions = session_factory
+        self._bus = bus
+        self._provider = provider
+        self._provider_name = provider_name
+
+    # ------------------------------------------------------------------ interface
+
+    def charge(
+        self,
+        user_id: int,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        idempotency_key: str,
+    ) -> Payment:
+        currency = _validate(user_id, amount, currency, payment_method, idempotency_key)
+        payment = self._find(user_id, idempotency_key)
+        if payment is None:
+            payment = self._insert_pending(
+                user_id, amount, currency, payment_method, idempotency_key
+            )
+        if (payment.amount, payment.currency, payment.payment_method) != (
+            amount,
+            currency,
+            payment_method,
+        ):
+            raise IdempotencyKeyReused(
+                "this idempotency key was already used with a different amount, currency or "
+                "payment method",
+                details={"payment_id": payment.id},
+            )
+        return self._drive(payment)
+
+    def get_payment(self, payment_id: int) -> Payment:
+        if isinstance(payment_id, int) and not isinstance(payment_id, bool):
+            with self._sessions() as session:
+                row = session.get(PaymentRow, payment_id)
+                if row is not None:
+                    return _to_dto(row)
+        raise PaymentNotFound(f"payment {payment_id} not found")
+
+    def health(self) -> dict[str, object]:
+        with self._sessions() as session:
+            database = ping(session.get_bind())
+        return {
+            "status": "ok" if database else "down",
+            "database": database,
+            "provider": self._provider_name,
+        }
+
+    # ------------------------------------------------------------------ operations
+
+    def reconcile_pending(self, older_than_seconds: float = 60, *, limit: int = 500) -> int:
+        """Re-drive payments left pending by a crash or a provider outage; returns how many settled.
+
+        Only rows older than ``older_than_seconds`` are touched, so a charge still in flight in a
+        request is left to that request.
+        """
+        cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(PaymentRow)
+                .where(PaymentRow.status == PENDING, PaymentRow.created_at < cutoff)
+                .order_by(PaymentRow.id)
+                .limit(limit)
+            )
+            pending = [_to_dto(row) for row in rows]
+        settled = 0
+        for payment in pending:
+            try:
+                self._drive(payment)
+            except PaymentDeclined:
+                settled += 1
+            except (ProviderError, PaymentsInvalidInput) as exc:
+                log.warning("reconcile: payment %s not settled: %s", payment.id, exc.message)
+            else:
+                settled += 1
+        log.info("reconcile: %d of %d pending payments settled", settled, len(pending))
+        return settled
+
+    # ------------------------------------------------------------------ steps
+
+    def _find(self, user_id: int, idempotency_key: str) -> Payment | None:
+        with self._sessions() as session:
+            row = session.scalars(
+                select(PaymentRow).where(
+                    PaymentRow.user_id == user_id,
+                    PaymentRow.idempotency_key == idempotency_key,
+                )
+            ).one_or_none()
+            return None if row is None else _to_dto(row)
+
+    def _insert_pending(
+        self,
+        user_id: int,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        idempotency_key: str,
+    ) -> Payment:
+        """Commit the intent to charge before charging, so a crash leaves a trace."""
+        now = utcnow()
+        row = PaymentRow(
+            user_id=user_id,
+            amount=amount,
+            currency=currency,
+            payment_method=payment_method,
+            idempotency_key=idempotency_key,
+            status=PENDING,
+            provider=self._provider_name,
+            provider_ref=None,
+            decline_code=None,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            with transaction(self._sessions) as session:
+                session.add(row)
+                session.flush()
+                payment = _to_dto(row)
+        except IntegrityError:
+            # A concurrent request with the same key won the insert: continue with its row.
+            existing = self._find(user_id, idempotency_key)
+            if existing is None:
+                raise
+            return existing
+        return payment
+
+    def _drive(self, payment: Payment) -> Payment:
+        """Return a settled payment, or charge a pending one (again) with its provider key."""
+        if payment.status == SUCCEEDED:
+            return payment
+        if payment.status == DECLINED:
+            raise _declined(payment)
+        if payment.provider != self._provider_name:
+            raise ProviderError(
+                f"payment {payment.id} is pending at provider {payment.provider!r}, "
+                f"not {self._provider_name!r}; it cannot be settled here"
+            )
+        try:
+            result = self._provider.charge(
+                payment.amount,
+                payment.currency,
+                payment.payment_method,
+                provider_idempotency_key(payment.user_id, payment.idempotency_key),
+            )
+        except PaymentsInvalidInput:
+            # The provider refused the request itself: nothing was charged, so drop the row and
+            # let the client correct it.
+            self._discard_pending(payment.id)
+            raise
+        except ProviderError:
+            log.warning("payment %s left pending: the provider failed", payment.id)
+            raise
+        settled = self._settle(payment.id, result)
+        if settled.status == DECLINED:
+            raise _declined(settled)
+        return settled
+
+    def _settle(self, payment_id: int, result: ProviderResult) -> Payment:
+        """Compare-and-set the outcome; only the settler that wins publishes the event."""
+        with transaction(self._sessions) as session:
+            won = (
+                session.execute(
+                    update(PaymentRow)
+                    .where(PaymentRow.id == payment_id, PaymentRow.status == PENDING)
+                    .values(
+                        status=SUCCEEDED if result.status == "succeeded" else DECLINED,
+                        provider_ref=result.provider_ref,
+                        decline_code=result.decline_code,
+                        updated_at=utcnow(),
+                    )
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                == 1
+            )
+            row = session.get(PaymentRow, payment_id)
+            if row is None:
+                raise PaymentNotFound(f"payment {payment_id} not found")
+            payment = _to_dto(row)
+            if won:
+                log.info(
+                    "payment %s %s (ref=%s, decline_code=%s)",
+                    payment.id,
+                    payment.status,
+                    payment.provider_ref,
+                    payment.decline_code,
+                )
+                if payment.status == SUCCEEDED:
+                    self._bus.publish(session, _completed_event(payment))
+        return payment
+
+    def _discard_pending(self, payment_id: int) -> None:
+        with transaction(self._sessions) as session:
+            session.execute(
+                delete(PaymentRow)
+                .where(PaymentRow.id == payment_id, PaymentRow.status == PENDING)
+                .execution_options(synchronize_session=False)
+            )
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _validate(
+    user_id: Any, amount: Any, currency: Any, payment_method: Any, idempotency_key: Any
+) -> str:
+    """Check every argument; returns the normalised (lowercase) currency."""
+    if not _is_int(user_id) or user_id < 1:
+        raise PaymentsInvalidInput("user_id: must be a positive integer")
+    if not _is_int(amount) or not MIN_AMOUNT <= amount <= MAX_AMOUNT:
+        raise PaymentsInvalidInput(
+            f"amount: must be an integer number of minor units from {MIN_AMOUNT} to {MAX_AMOUNT}"
+        )
+    if not (
+        isinstance(currency, str)
+        and len(currency) == 3
+        and currency.isascii()
+        and currency.isalpha()
+    ):
+        raise PaymentsInvalidInput("currency: must be a 3-letter ISO 4217 code such as 'usd'")
+    if not (
+        isinstance(payment_method, str)
+        and payment_method.strip()
+        and len(payment_method) <= MAX_TEXT
+    ):
+        raise PaymentsInvalidInput(f"payment_method: must be 1 to {MAX_TEXT} characters")
+    if not (
+        isinstance(idempotency_key, str)
+        and 1 <= len(idempotency_key) <= MAX_TEXT
+        and all("!" <= char <= "~" for char in idempotency_key)
+    ):
+        raise PaymentsInvalidInput(
+            f"idempotency_key: must be 1 to {MAX_TEXT} visible ASCII characters (no spaces)"
+        )
+    return currency.lower()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _to_dto(row: PaymentRow) -> Payment:
+    return Payment(
+        id=row.id,
+        user_id=row.user_id,
+        amount=row.amount,
+        currency=row.currency,
+        status=row.status,
+        payment_method=row.payment_method,
+        idempotency_key=row.idempotency_key,
+        provider=row.provider,
+        provider_ref=row.provider_ref,
+        decline_code=row.decline_code,
+        created_at=isoformat(row.created_at),
+        updated_at=isoformat(row.updated_at),
+    )
+
+
+def _declined(payment: Payment) -> PaymentDeclined:
+    return PaymentDeclined(
+        f"the payment was declined ({payment.decline_code})",
+        details={"payment": asdict(payment), "decline_code": payment.decline_code},
+    )
+
+
+def _completed_event(payment: Payment) -> Event:
+    return Event(
+        type=PAYMENT_COMPLETED,
+        data={
+            "payment_id": payment.id,
+            "user_id": payment.user_id,
+            "amount": payment.amount,
+            "currency": payment.currency,
+            "provider_ref": payment.provider_ref,
+        },
+    )

@@ -1,0 +1,21 @@
+"""The public JSON API under ``/api``: the strangler facade.
+
+It routes, aggregates and authenticates at the edge; it talks to domains only through their
+interfaces, so it cannot tell (and must not care) whether a domain is in-process or remote.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from blog.web.errors import register_error_handlers
+from blog.web.observability import init_request_ids
+
+
+def register_web(app: Flask) -> None:
+    from blog.web import accounts, dev, health, media, payments, posts
+
+    init_request_ids(app)
+    register_error_handlers(app)
+    for module in (accounts, posts, media, payments, dev, health):
+        app.register_blueprint(module.bp, url_prefix="/api")

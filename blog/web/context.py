@@ -1,0 +1,16 @@
+"""Access to what the composition root built, from inside a request or CLI command."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from blog.config import Config
+from blog.wiring import Domains
+
+
+def domains() -> Domains:
+    return current_app.extensions["blog.domains"]
+
+
+def config() -> Config:
+    return current_app.config["BLOG"]

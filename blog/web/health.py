@@ -1,0 +1,33 @@
+"""``/api/health``: each domain's mode and health, so a user sees the topology they run."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from blog.errors import DomainError
+from blog.web.context import domains
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/health")
+def health() -> tuple[Response, int]:
+    registry = domains()
+    report: dict[str, Any] = {}
+    for name in ("auth", "posts", "images", "payments", "email"):
+        service = getattr(registry, name)
+        try:
+            state = dict(service.health())
+        except DomainError as exc:
+            state = {"status": "down", "error": exc.to_dict()}
+        report[name] = {"mode": registry.modes[name], **state}
+    healthy = all(entry.get("status") == "ok" for entry in report.values())
+    body = {"status": "ok" if healthy else "degraded", "domains": report}
+    # 200 even when degraded: the gateway itself serves, and a load balancer that pulled it out
+    # of rotation because one domain is down would turn a partial outage into a full one.
+    return jsonify(body), 200

@@ -1,0 +1,34 @@
+"""Image upload and the public image URLs (what the tutorial serves from a CDN)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from flask import Blueprint, Response, request
+
+from blog.errors import InvalidInput
+from blog.web.auth_guard import login_required
+from blog.web.context import domains
+
+bp = Blueprint("media", __name__)
+
+
+@bp.post("/upload")
+@login_required
+def upload() -> tuple[dict[str, object], int]:
+    if not request.mimetype.startswith("multipart/form-data"):
+        raise InvalidInput("send the image as multipart/form-data in the field 'image'")
+    upload = request.files.get("image")
+    if upload is None:
+        raise InvalidInput("the multipart field 'image' is required", details={"field": "image"})
+    stored = domains().images.upload(upload.read(), filename=upload.filename)
+    return asdict(stored) | {"size": list(stored.size)}, 201
+
+
+@bp.get("/images/<key>")
+def image(key: str) -> Response:
+    blob = domains().images.get(key)
+    response = Response(blob.data, mimetype=blob.content_type)
+    # Keys are never reused, so an image may be cached forever (CDN-style).
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response

@@ -1,0 +1,75 @@
+"""The API's envelope: JSON errors everywhere, request ids, health."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+
+def test_unknown_route_is_a_json_404(client):
+    response = client.get("/api/nowhere")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_wrong_method_is_a_json_405_with_allow(client):
+    response = client.delete("/api/register")
+    assert response.status_code == 405
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status"),
+    [
+        ("{not json", "application/json", 400),
+        ("[1, 2, 3]", "application/json", 400),
+        ("email=a@b.c", "application/x-www-form-urlencoded", 415),
+    ],
+)
+def test_malformed_bodies(client, data, content_type, status):
+    response = client.post("/api/register", data=data, content_type=content_type)
+    assert response.status_code == status
+    assert "error" in response.get_json()
+
+
+def test_oversized_json_is_a_413(client):
+    response = client.post("/api/register", data="[" + "1," * 600_000 + "1]",
+                           content_type="application/json")
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "payload_too_large"
+
+
+def test_unexpected_errors_are_a_json_500(app, client, monkeypatch):
+    def explode(*_args, **_kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(app.extensions["blog.domains"].posts, "list_posts", explode)
+    response = client.get("/api/posts")
+    assert response.status_code == 500
+    assert response.get_json()["error"] == {
+        "code": "internal_error", "message": "something went wrong on our side"}
+
+
+def test_request_id_is_taken_or_made_and_logged(client, caplog):
+    caplog.set_level(logging.INFO, logger="blog")
+    logging.getLogger("blog").propagate = True
+    try:
+        response = client.get("/api/posts", headers={"X-Request-ID": "trace-123"})
+        assert response.headers["X-Request-ID"] == "trace-123"
+        made = client.get("/api/posts", headers={"X-Request-ID": "bad id with spaces!"})
+        assert made.headers["X-Request-ID"] != "bad id with spaces!"
+        assert len(made.headers["X-Request-ID"]) == 32
+    finally:
+        logging.getLogger("blog").propagate = False
+    assert any(getattr(r, "request_id", None) == "trace-123" for r in caplog.records)
+
+
+def test_health_reports_every_domain(client):
+    response = client.get("/api/health")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok"
+    assert set(body["domains"]) == {"auth", "posts", "images", "payments", "email"}
+    assert all(d["mode"] == "inprocess" for d in body["domains"].values())

@@ -1,0 +1,85 @@
+"""config.yaml validation: every mistake names the key and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from blog.config import DEV_JWT_SECRET, ConfigError, load_config
+
+
+def _load(tmp_path, text: str, environ: dict[str, str] | None = None):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return load_config(path, environ=environ or {})
+
+
+def test_the_shipped_config_is_valid():
+    config = load_config(environ={})
+    assert config.env == "development"
+    assert all(config.mode(d) == "inprocess" for d in config.services)
+
+
+def test_defaults_work_with_an_empty_file(tmp_path):
+    config = _load(tmp_path, "")
+    assert config.auth.jwt_secret == DEV_JWT_SECRET
+    assert config.database_url.endswith("/instance/blog.db")
+    assert config.database_url.startswith(f"sqlite:///{tmp_path}")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("services:\n  imagez: {mode: http}\n", "services.imagez: unknown domain; allowed: auth"),
+        ("services:\n  images: {mode: htpp}\n", "services.images.mode: 'htpp' is not allowed"),
+        ("services:\n  images: {mode: http, url: null}\n", "services.images.url: required"),
+        ("services:\n  email: {mode: http}\n", "services.email.mode: 'http' is not allowed"),
+        ("services:\n  auth: {mode: extracted}\n", "services.auth.mode: 'extracted'"),
+        ("auth:\n  jwt_ttl_seconds: soon\n", "auth.jwt_ttl_seconds: expected an integer"),
+        ("images:\n  storage: ftp\n", "images.storage: 'ftp' is not allowed; use one of"),
+        ("images:\n  max_pixels: true\n", "images.max_pixels: expected an integer"),
+        ("colour: blue\n", "colour: unknown key"),
+        ("auth:\n  jwt_secret: hunter2\n", "auth.jwt_secret: secrets do not belong"),
+        ("- a list\n", "the top level must be a mapping"),
+        ("payments:\n  provider: stripe\n", "STRIPE_API_KEY"),
+    ],
+)
+def test_wrong_config_names_the_key(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as excinfo:
+        _load(tmp_path, text)
+    assert expected in str(excinfo.value)
+
+
+def test_secrets_come_from_the_environment(tmp_path):
+    config = _load(tmp_path, "", {"BLOG_JWT_SECRET": "x" * 40, "STRIPE_API_KEY": "sk_test_1"})
+    assert config.auth.jwt_secret == "x" * 40
+    assert config.payments.stripe_api_key == "sk_test_1"
+    assert "x" * 40 not in repr(config)
+
+
+def test_production_refuses_dev_secrets(tmp_path):
+    with pytest.raises(ConfigError, match="BLOG_SECRET_KEY, BLOG_JWT_SECRET"):
+        _load(tmp_path, "env: production\n")
+    strong = {"BLOG_SECRET_KEY": "s" * 40, "BLOG_JWT_SECRET": "j" * 40,
+              "BLOG_INTERNAL_TOKEN": "i" * 40}
+    assert _load(tmp_path, "env: production\n", strong).env == "production"
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        _load(tmp_path, "env: production\n", strong | {"BLOG_JWT_SECRET": "short"})
+
+
+def test_blog_config_picks_the_file(tmp_path):
+    path = tmp_path / "other.yaml"
+    path.write_text("log_level: DEBUG\n")
+    assert load_config(environ={"BLOG_CONFIG": str(path)}).log_level == "DEBUG"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(environ={"BLOG_CONFIG": str(tmp_path / "missing.yaml")})
+
+
+def test_http_mode_is_not_built_yet(tmp_path):
+    from blog import create_app
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"database_url: sqlite:///{tmp_path}/x.db\nservices:\n  images: {{mode: http}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"services\.images\.mode: 'http' is not built yet"):
+        create_app(load_config(path, environ={}))

@@ -1,0 +1,74 @@
+"""The inline bus delivers only what was committed, and a failing handler hurts no one."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from sqlalchemy import text
+
+from blog.db import make_engine, make_session_factory, transaction
+from blog.events import Event, InlineEventBus
+
+
+@pytest.fixture
+def sessions(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/events.db")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE things (id INTEGER PRIMARY KEY)"))
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def test_delivered_after_commit(sessions):
+    bus = InlineEventBus()
+    seen: list[tuple[str, int]] = []
+
+    def handler(event: Event) -> None:
+        with sessions() as session:  # the change is visible to the handler
+            count = session.execute(text("SELECT COUNT(*) FROM things")).scalar_one()
+        seen.append((event.type, count))
+
+    bus.subscribe("thing.made", handler, consumer="test")
+    with transaction(sessions) as session:
+        session.execute(text("INSERT INTO things DEFAULT VALUES"))
+        bus.publish(session, Event(type="thing.made", data={}))
+        assert seen == []
+    assert seen == [("thing.made", 1)]
+
+
+def test_not_delivered_on_rollback(sessions):
+    bus = InlineEventBus()
+    seen: list[Event] = []
+    bus.subscribe("thing.made", seen.append, consumer="test")
+    with pytest.raises(RuntimeError), transaction(sessions) as session:
+        bus.publish(session, Event(type="thing.made", data={}))
+        raise RuntimeError("the change fails")
+    with transaction(sessions) as session:
+        session.execute(text("INSERT INTO things DEFAULT VALUES"))
+    assert seen == []
+
+
+def test_a_failing_handler_is_logged_and_others_still_run(sessions, caplog):
+    bus = InlineEventBus()
+    seen: list[Event] = []
+
+    def broken(_event: Event) -> None:
+        raise ValueError("handler bug")
+
+    bus.subscribe("thing.made", broken, consumer="broken")
+    bus.subscribe("thing.made", seen.append, consumer="ok")
+    logging.getLogger("blog").propagate = True
+    try:
+        with caplog.at_level(logging.ERROR, logger="blog.events"), transaction(sessions) as s:
+            bus.publish(s, Event(type="thing.made", data={"n": 1}))
+    finally:
+        logging.getLogger("blog").propagate = False
+    assert len(seen) == 1
+    assert "consumer=broken" in caplog.text
+
+
+def test_envelope_round_trip():
+    event = Event(type="post.created", data={"post_id": 1})
+    assert Event.from_dict(event.to_dict()) == event
+    assert set(event.to_dict()) == {"id", "type", "occurred_at", "data"}
