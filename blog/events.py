@@ -9,7 +9,9 @@ event into the publisher's outbox table in that same transaction.
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -17,6 +19,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+)
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
@@ -49,10 +63,14 @@ class Event:
 Handler = Callable[[Event], None]
 
 
-class EventBus(Protocol):
+class EventPublisher(Protocol):
+    """What a domain needs: publish an event inside the unit of work that caused it."""
+
     def publish(self, session: Session, event: Event) -> None:
         """Publish ``event`` as part of the transaction that ``session`` is running."""
 
+
+class EventBus(EventPublisher, Protocol):
     def subscribe(self, event_type: str, handler: Handler, *, consumer: str) -> None:
         """Call ``handler`` for every committed event of ``event_type``."""
 
@@ -97,3 +115,68 @@ class InlineEventBus:
                     published.type,
                     published.id,
                 )
+
+
+# --------------------------------------------------------------------------- the outbox
+
+
+def outbox_table(metadata: MetaData, domain: str) -> Table:
+    """The publishing domain's outbox, on the domain's own MetaData (so it moves with it)."""
+    return Table(
+        f"{domain}_outbox",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("event_id", String(64), nullable=False, unique=True),
+        Column("type", String(64), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("published_at", DateTime(timezone=True), nullable=True, index=True),
+    )
+
+
+class OutboxEventBus:
+    """Writes each event into the domain's outbox table, in the caller's own transaction.
+
+    The event exists exactly when the change exists: a rollback removes both, a commit keeps
+    both, and a relay (the HTTP feed, or RabbitMQ) delivers it afterwards, however long the
+    consumer is away.
+    """
+
+    _LISTENING = "blog.outbox_listening"
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self._changed = threading.Condition()
+        self._version = 0
+
+    def publish(self, session: Session, event: Event) -> None:
+        session.execute(
+            insert(self.table).values(
+                event_id=event.id,
+                type=event.type,
+                payload=json.dumps(event.to_dict()),
+                created_at=datetime.now(UTC),
+            )
+        )
+        if not session.info.get(self._LISTENING):
+            session.info[self._LISTENING] = True
+            sa_event.listen(session, "after_commit", self._after_commit)
+
+    def _after_commit(self, _session: Session) -> None:
+        with self._changed:
+            self._version += 1
+            self._changed.notify_all()
+
+    def wait_for_commit(self, timeout: float) -> None:
+        """Block until something is committed to the outbox (or ``timeout``): long-polling."""
+        with self._changed:
+            seen = self._version
+            self._changed.wait_for(lambda: self._version != seen, timeout=timeout)
+
+
+def read_outbox(engine: Engine, table: Table, after: int, limit: int) -> list[tuple[int, Event]]:
+    """Outbox rows after position ``after``, oldest first, as (position, event)."""
+    query = select(table.c.id, table.c.payload).where(table.c.id > after)
+    with engine.connect() as connection:
+        rows = connection.execute(query.order_by(table.c.id).limit(limit)).all()
+    return [(row.id, Event.from_dict(json.loads(row.payload))) for row in rows]

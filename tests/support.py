@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+import requests
+import yaml
 
 from blog.config import Config, load_config
+from blog.wiring import Domains
+
+T = TypeVar("T")
 
 
 def config_overrides(tmp_path: Path, **extra: Any) -> dict[str, Any]:
@@ -51,3 +65,147 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# ------------------------------------------------------------------ servers for extracted domains
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+HTTP_DOMAINS = ("auth", "posts", "images", "payments")
+
+
+def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.02) -> T:
+    """Retry ``check`` until it stops raising AssertionError: events across processes arrive
+    eventually, and the test says so instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(interval)
+
+
+def service_overrides(domain: str, tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    """Config for an extracted service whose state lives in tmp_path."""
+    return config_overrides(
+        tmp_path,
+        services={domain: {"database_url": f"sqlite:///{tmp_path}/{domain}-service.db"}},
+        **extra,
+    )
+
+
+class ThreadedServer:
+    """A WSGI app on a real loopback socket, in a thread: cheap enough to start per test."""
+
+    def __init__(self, app: Any) -> None:
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        WSGIRequestHandler.protocol_version = "HTTP/1.1"  # keep-alive, like the real server
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def start_threaded_service(domain: str, tmp_path: Path, **extra: Any) -> ThreadedServer:
+    module = importlib.import_module(f"extracted.{domain}")
+    state = tmp_path / f"{domain}-service"
+    state.mkdir(exist_ok=True)
+    return ThreadedServer(module.create_app(service_overrides(domain, state, **extra)))
+
+
+class ServiceProcess:
+    """An extracted service under gunicorn, as a real process with its own database.
+
+    ``kill()`` and ``start()`` let fault tests take it down and bring it back on the same port
+    with the same data.
+    """
+
+    def __init__(self, domain: str, tmp_path: Path, **extra: Any) -> None:
+        self.domain = domain
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp_path / f"{domain}-service.log"
+        self.config_path = tmp_path / f"{domain}-service.yaml"
+        self.config_path.write_text(yaml.safe_dump(service_overrides(domain, tmp_path, **extra)))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> ServiceProcess:
+        env = {**os.environ, "BLOG_CONFIG": str(self.config_path), "BLOG_SERVICE_WORKERS": "1"}
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(BIN / "gunicorn"), "-c", str(ROOT / "extracted" / "gunicorn.conf.py"),
+                 "-b", f"127.0.0.1:{self.port}", f"extracted.{self.domain}.wsgi:app"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.domain} service exited:\n{self.log()}")
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.domain} service did not become healthy:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: a crash, not a shutdown."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)  # gunicorn's quick shutdown
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def deploy(domain: str, mode: str, tmp_path: Path, **extra: Any) -> Iterator[Domains]:
+    """The monolith's domains with ``domain`` in ``mode``; in http mode its service runs as a
+    real gunicorn process with its own database, and the same wiring builds the client."""
+    from blog.wiring import build
+
+    if mode == "inprocess":
+        domains = build(make_config(tmp_path, **extra))
+        try:
+            yield domains
+        finally:
+            domains.close()
+        return
+    with ServiceProcess(domain, tmp_path, **extra) as service:
+        domains = build(
+            make_config(tmp_path, services={domain: {"mode": "http", "url": service.url}}, **extra)
+        )
+        try:
+            yield domains
+        finally:
+            domains.close()
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"

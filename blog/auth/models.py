@@ -7,6 +7,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from blog.events import outbox_table
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -21,6 +23,9 @@ class AuthBase(DeclarativeBase):
 
 
 metadata = AuthBase.metadata
+
+outbox = outbox_table(metadata, "auth")
+"""Events this domain publishes, written in the same transaction as the change."""
 
 
 class UserRow(AuthBase):

@@ -24,7 +24,7 @@ from blog.auth.passwords import MAX_LENGTH, MIN_LENGTH, check_password, hash_pas
 from blog.auth.tokens import decode_token, issue_token
 from blog.config import AuthConfig
 from blog.db import isoformat, ping, transaction, utcnow
-from blog.events import USER_REGISTERED, USER_RENAMED, Event, EventBus
+from blog.events import USER_REGISTERED, USER_RENAMED, Event, EventPublisher
 
 EMAIL_MAX = 254
 NAME_MAX = 100
@@ -100,7 +100,7 @@ class InProcessAuthService:
     """``AuthService`` backed by this domain's own tables."""
 
     def __init__(
-        self, session_factory: sessionmaker[Session], bus: EventBus, config: AuthConfig
+        self, session_factory: sessionmaker[Session], bus: EventPublisher, config: AuthConfig
     ) -> None:
         self._session_factory = session_factory
         self._bus = bus

@@ -13,6 +13,7 @@ from sqlalchemy import DateTime, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from blog.db import utcnow
+from blog.events import outbox_table
 
 
 class PaymentsBase(DeclarativeBase):
@@ -20,6 +21,9 @@ class PaymentsBase(DeclarativeBase):
 
 
 metadata = PaymentsBase.metadata
+
+outbox = outbox_table(metadata, "payments")
+"""Events this domain publishes, written in the same transaction as the change."""
 
 
 class PaymentRow(PaymentsBase):

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from blog.db import isoformat, ping, transaction, utcnow
-from blog.events import PAYMENT_COMPLETED, Event, EventBus
+from blog.events import PAYMENT_COMPLETED, Event, EventPublisher
 from blog.payments import (
     DECLINED,
     PENDING,
@@ -60,7 +60,7 @@ class InProcessPaymentsService:
     def __init__(
         self,
         session_factory: sessionmaker[Session],
-        bus: EventBus,
+        bus: EventPublisher,
         provider: PaymentProvider,
         provider_name: str,
     ) -> None:

@@ -11,6 +11,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Index, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from blog.events import outbox_table
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -25,6 +27,9 @@ class PostsBase(DeclarativeBase):
 
 
 metadata = PostsBase.metadata
+
+outbox = outbox_table(metadata, "posts")
+"""Events this domain publishes, written in the same transaction as the change."""
 
 
 class PostRow(PostsBase):

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from blog.config import PostsConfig
 from blog.db import isoformat, ping, transaction, utcnow
-from blog.events import POST_CREATED, USER_RENAMED, Event, EventBus
+from blog.events import POST_CREATED, USER_RENAMED, Event, EventPublisher
 from blog.posts import (
     UNSET,
     Comment,
@@ -107,7 +107,7 @@ class InProcessPostsService:
     """``PostsService`` backed by this domain's own tables."""
 
     def __init__(
-        self, session_factory: sessionmaker[Session], bus: EventBus, config: PostsConfig
+        self, session_factory: sessionmaker[Session], bus: EventPublisher, config: PostsConfig
     ) -> None:
         self._session_factory = session_factory
         self._bus = bus

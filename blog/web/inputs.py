@@ -6,7 +6,8 @@ from typing import Any, TypeVar
 
 from flask import request
 
-from blog.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from blog.errors import InvalidInput
+from blog.transport import read_json
 from blog.web.context import config
 
 T = TypeVar("T")
@@ -16,20 +17,7 @@ _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: 
 
 def json_body() -> dict[str, Any]:
     """The request's JSON object, or a 4xx that says what is wrong with it."""
-    limit = config().max_json_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"JSON bodies are limited to {limit} bytes")
-    if not request.is_json:
-        raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
-    raw = request.get_data(cache=True)
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"JSON bodies are limited to {limit} bytes")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise InvalidInput("the body is not valid JSON", details={"code": "malformed_json"})
-    if not isinstance(body, dict):
-        raise InvalidInput("the JSON body must be an object")
-    return body
+    return read_json(config().max_json_bytes)
 
 
 def field(

@@ -14,6 +14,8 @@ import uuid
 
 from flask import Flask, Response, g, has_request_context, request
 
+from blog.transport import request_id_var
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _LOG_FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
@@ -24,7 +26,7 @@ access_log = logging.getLogger("blog.access")
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            record.request_id = current_request_id() or "-"
+            record.request_id = current_request_id() or request_id_var.get() or "-"
         return True
 
 
@@ -52,6 +54,7 @@ def init_request_ids(app: Flask) -> None:
     def _take_request_id() -> None:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id_var.set(g.request_id)  # carried to every service call this request makes
         g.started_at = time.perf_counter()
 
     @app.after_request

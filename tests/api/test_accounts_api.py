@@ -10,6 +10,7 @@ import jwt
 import pytest
 
 from blog.config import DEV_JWT_SECRET
+from tests.support import eventually
 
 
 def test_register_returns_public_fields_only(client):
@@ -145,9 +146,13 @@ def test_rename_changes_the_name_everywhere(client, auth):
     renamed = client.patch("/api/me", json={"name": "Ada Lovelace"}, headers=headers)
     assert renamed.status_code == 200
     assert renamed.get_json()["name"] == "Ada Lovelace"
-    detail = client.get(f"/api/posts/{post_id}").get_json()
-    assert detail["post"]["author_name"] == "Ada Lovelace"
-    assert detail["author"]["name"] == "Ada Lovelace"
+
+    def renamed_everywhere() -> None:  # the post's copy follows the user.renamed event
+        detail = client.get(f"/api/posts/{post_id}").get_json()
+        assert detail["post"]["author_name"] == "Ada Lovelace"
+        assert detail["author"]["name"] == "Ada Lovelace"
+
+    eventually(renamed_everywhere)
 
 
 def test_public_profile_hides_the_email(client, auth):

@@ -66,10 +66,13 @@ def test_request_id_is_taken_or_made_and_logged(client, caplog):
     assert any(getattr(r, "request_id", None) == "trace-123" for r in caplog.records)
 
 
-def test_health_reports_every_domain(client):
+def test_health_reports_every_domain(client, topology):
     response = client.get("/api/health")
     assert response.status_code == 200
     body = response.get_json()
     assert body["status"] == "ok"
     assert set(body["domains"]) == {"auth", "posts", "images", "payments", "email"}
-    assert all(d["mode"] == "inprocess" for d in body["domains"].values())
+    for name, state in body["domains"].items():
+        assert state["mode"] == ("http" if name in topology else "inprocess")
+        if name in topology:
+            assert state["breaker"] == "closed"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
+from tests.support import eventually
+
 CARD = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 
 
@@ -19,8 +23,12 @@ def test_successful_payment_and_receipt(client, auth):
     assert (payment["amount"], payment["currency"]) == (1999, "usd")
     fetched = client.get(f"/api/payments/{payment['id']}", headers=headers)
     assert fetched.get_json() == payment
-    inbox = client.get("/api/dev/inbox").get_json()["items"]
-    assert any("19.99" in m["body"] for m in inbox)
+
+    def receipt_sent() -> None:
+        inbox = client.get("/api/dev/inbox").get_json()["items"]
+        assert any("19.99" in m["body"] for m in inbox)
+
+    eventually(receipt_sent)
 
 
 def test_declined_card_is_a_402(client, auth):
@@ -35,9 +43,16 @@ def test_replayed_idempotency_key_charges_once(client, auth):
     first = _pay(client, headers, key="same-key").get_json()
     second = _pay(client, headers, key="same-key").get_json()
     assert first == second
-    receipts = [m for m in client.get("/api/dev/inbox").get_json()["items"]
-                if "19.99" in m["body"]]
-    assert len(receipts) == 1
+
+    def receipts() -> list[dict]:
+        found = [m for m in client.get("/api/dev/inbox").get_json()["items"]
+                 if "19.99" in m["body"]]
+        assert found
+        return found
+
+    eventually(receipts)
+    time.sleep(0.3)  # give a (wrong) second receipt the time to arrive before counting
+    assert len(receipts()) == 1
 
 
 def test_same_key_with_another_amount_is_a_conflict(client, auth):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support import eventually
+
 
 def _create(client, headers, **body):
     payload = {"title": "A title", "body": "Some body"} | body
@@ -105,5 +107,9 @@ def test_unknown_post_is_a_json_404(client):
 def test_post_created_sends_a_confirmation_email(client, auth):
     headers = auth.signup()
     _create(client, headers, title="Hello inbox")
-    subjects = [m["subject"] for m in client.get("/api/dev/inbox").get_json()["items"]]
-    assert any("Hello inbox" in s for s in subjects)
+
+    def confirmed() -> None:
+        subjects = [m["subject"] for m in client.get("/api/dev/inbox").get_json()["items"]]
+        assert any("Hello inbox" in s for s in subjects)
+
+    eventually(confirmed)

@@ -72,14 +72,3 @@ def test_blog_config_picks_the_file(tmp_path):
     assert load_config(environ={"BLOG_CONFIG": str(path)}).log_level == "DEBUG"
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(environ={"BLOG_CONFIG": str(tmp_path / "missing.yaml")})
-
-
-def test_http_mode_is_not_built_yet(tmp_path):
-    from blog import create_app
-
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        f"database_url: sqlite:///{tmp_path}/x.db\nservices:\n  images: {{mode: http}}\n"
-    )
-    with pytest.raises(ConfigError, match=r"services\.images\.mode: 'http' is not built yet"):
-        create_app(load_config(path, environ={}))

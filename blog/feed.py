@@ -1,0 +1,174 @@
+"""The event feed: how events cross the process boundary while ``events.broker`` is ``inline``.
+
+An extracted service writes its events into its own outbox (same transaction as the change) and
+serves them at ``GET /events?after=<position>`` (long-polling). The monolith runs one puller per
+extracted publisher: it reads the feed, hands each event to its in-process bus (email, posts...)
+and records how far it got in its own database, so a restart of either side loses nothing and a
+redelivered event is harmless (every consumer is idempotent by event id or by nature).
+
+With ``events.broker: rabbitmq`` the broker takes this role instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, select
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from blog.config import TransportConfig
+from blog.errors import InvalidInput, Unavailable
+from blog.events import Event, OutboxEventBus, read_outbox
+from blog.transport import ServiceClient, ServiceCredentials
+
+log = logging.getLogger(__name__)
+
+MAX_WAIT_SECONDS = 20.0
+MAX_BATCH = 500
+POLL_SLICE_SECONDS = 0.1
+
+metadata = MetaData()
+cursors = Table(
+    "event_feed_cursors",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("position", Integer, nullable=False),
+)
+
+
+# --------------------------------------------------------------------------- service side
+
+
+def feed_blueprint(engine: Engine, bus: OutboxEventBus) -> Blueprint:
+    bp = Blueprint("event_feed", __name__)
+
+    @bp.get("/events")
+    def events() -> Response:
+        try:
+            after = int(request.args.get("after", "0"))
+            limit = min(max(int(request.args.get("limit", "100")), 1), MAX_BATCH)
+            wait = min(max(float(request.args.get("wait", "0")), 0.0), MAX_WAIT_SECONDS)
+        except ValueError:
+            raise InvalidInput("after and limit must be integers, wait a number") from None
+        deadline = time.monotonic() + wait
+        batch = read_outbox(engine, bus.table, after, limit)
+        while not batch and time.monotonic() < deadline:
+            # Woken at once by a commit in this process; the short slices also catch commits
+            # made by the server's other worker processes.
+            bus.wait_for_commit(min(POLL_SLICE_SECONDS, max(deadline - time.monotonic(), 0)))
+            batch = read_outbox(engine, bus.table, after, limit)
+        return jsonify(
+            {
+                "events": [{"position": pos, "event": ev.to_dict()} for pos, ev in batch],
+                "last_position": batch[-1][0] if batch else after,
+            }
+        )
+
+    return bp
+
+
+# --------------------------------------------------------------------------- monolith side
+
+
+def _upsert(engine: Engine, source: str, position: int) -> None:
+    dialect = engine.dialect.name
+    values = {"source": source, "position": position}
+    if dialect == "postgresql":
+        stmt = postgresql.insert(cursors).values(values)
+        stmt = stmt.on_conflict_do_update(index_elements=["source"], set_={"position": position})
+    elif dialect in ("mysql", "mariadb"):
+        stmt = mysql.insert(cursors).values(values).on_duplicate_key_update(position=position)
+    else:
+        stmt = sqlite.insert(cursors).values(values)
+        stmt = stmt.on_conflict_do_update(index_elements=["source"], set_={"position": position})
+    with engine.begin() as connection:
+        connection.execute(stmt)
+
+
+class FeedPuller:
+    """Pulls one service's event feed into the monolith's bus, in a background thread."""
+
+    def __init__(
+        self,
+        service: str,
+        base_url: str,
+        transport: TransportConfig,
+        credentials: ServiceCredentials,
+        deliver: Callable[[Event], None],
+        engine: Engine,
+        wait_seconds: float = 10.0,
+    ) -> None:
+        self.service = service
+        self._deliver = deliver
+        self._engine = engine
+        self._wait = wait_seconds
+        # Its own client, with its own breaker: background polling of a dead service must not
+        # hold the request path's breaker open or steal its half-open probe.
+        feed_transport = dataclasses.replace(
+            transport, read_timeout_seconds=wait_seconds + transport.read_timeout_seconds,
+            retries=0,
+        )
+        self._client = ServiceClient(
+            f"{service}", base_url, feed_transport, errors=(),
+            unavailable=lambda message: Unavailable(service, message), credentials=credentials,
+            pool_size=1,
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"feed-puller-{service}", daemon=True
+        )
+        metadata.create_all(engine)
+
+    @property
+    def source(self) -> str:
+        return f"{self.service}-service"
+
+    def position(self) -> int:
+        with self._engine.connect() as connection:
+            found = connection.execute(
+                select(cursors.c.position).where(cursors.c.source == self.source)
+            ).scalar()
+        return found or 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._client.close()
+
+    def pull_once(self, wait: float = 0.0) -> int:
+        """Deliver what the feed has after our position; returns how many events."""
+        after = self.position()
+        response = self._client.call(
+            "GET", "/events", params={"after": after, "limit": 100, "wait": wait},
+            idempotent=True,
+        )
+        body = response.json()
+        for item in body["events"]:
+            self._deliver(Event.from_dict(item["event"]))
+        if body["events"]:
+            _upsert(self._engine, self.source, int(body["last_position"]))
+        return len(body["events"])
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                self.pull_once(wait=self._wait)
+                backoff = 0.5
+            except Unavailable as exc:
+                if self._stop.is_set():
+                    return
+                log.warning("event feed of %s: %s; retrying in %.1fs", self.service, exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+            except Exception:
+                log.exception("event feed of %s failed; retrying", self.service)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)

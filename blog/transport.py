@@ -1,0 +1,316 @@
+"""The resilient HTTP transport every ``client.py`` uses, and the credential both ends share.
+
+One pooled keep-alive ``requests.Session`` per service (a new TCP connection per call would cost
+more than the call), connect and read timeouts, retries with exponential backoff and jitter only
+where repeating is safe, and a pybreaker circuit breaker per service. Failures come out as
+exceptions of two kinds that never mix (as in httpx): the domain's own errors, rebuilt from the
+``code`` on the wire so the gateway cannot tell a remote domain from a local one, and the domain's
+"unavailable" error for everything that means "the service did not answer properly" (refused
+connection, timeout, 5xx, open breaker).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
+from typing import Any
+
+import jwt
+import pybreaker
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from blog.config import TransportConfig
+from blog.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    PaymentRequired,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+)
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+SERVICE_TOKEN_ISSUER = "strangler-blog-monolith"
+SERVICE_UNAUTHORIZED = "service_unauthorized"
+
+request_id_var: ContextVar[str | None] = ContextVar("blog_request_id", default=None)
+"""The request id of the work in progress; set by the gateway, carried to every service call."""
+
+_GENERIC_BY_STATUS: dict[int, type[DomainError]] = {
+    400: InvalidInput,
+    401: Unauthorized,
+    402: PaymentRequired,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+}
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+class ServiceCredentials:
+    """Short-lived service JWTs: signed with the internal secret, audience = the callee.
+
+    A token minted for the images service is refused by the payments service, and a leaked token
+    expires within minutes. Tokens are cached until shortly before they expire, so signing costs
+    nothing on the hot path.
+    """
+
+    def __init__(self, secret: str, ttl_seconds: int = 300) -> None:
+        self._secret = secret
+        self._ttl = ttl_seconds
+        self._cache: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def token_for(self, audience: str) -> str:
+        now = time.time()
+        with self._lock:
+            cached = self._cache.get(audience)
+            if cached and cached[1] - now > 30:
+                return cached[0]
+            expires = now + self._ttl
+            token = jwt.encode(
+                {"iss": SERVICE_TOKEN_ISSUER, "aud": audience, "iat": int(now),
+                 "exp": int(expires)},
+                self._secret,
+                algorithm="HS256",
+            )
+            self._cache[audience] = (token, expires)
+            return token
+
+    def verify(self, authorization: str | None, audience: str) -> None:
+        """Raise ServiceUnauthorized unless ``authorization`` carries a token for ``audience``."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ServiceUnauthorized("a service credential is required")
+        try:
+            jwt.decode(
+                token, self._secret, algorithms=["HS256"], audience=audience,
+                issuer=SERVICE_TOKEN_ISSUER, options={"require": ["exp", "iat", "aud", "iss"]},
+            )
+        except jwt.InvalidTokenError as exc:
+            raise ServiceUnauthorized(f"the service credential was refused: {exc}") from None
+
+    def same_secret(self, other: str) -> bool:
+        return hmac.compare_digest(self._secret.encode(), other.encode())
+
+
+class ServiceUnauthorized(Unauthorized):
+    code = SERVICE_UNAUTHORIZED
+
+
+# --------------------------------------------------------------------------- client
+
+
+class _RemoteFailure(Exception):
+    """The service did not answer properly; counted by the breaker, retried when safe."""
+
+
+class ServiceClient:
+    """Calls one extracted service. Thread-safe; one per service per process."""
+
+    def __init__(
+        self,
+        service: str,
+        base_url: str,
+        config: TransportConfig,
+        errors: Iterable[type[DomainError]],
+        unavailable: Callable[[str], Unavailable],
+        credentials: ServiceCredentials,
+        pool_size: int = 32,
+    ) -> None:
+        self.service = service
+        self.base_url = base_url.rstrip("/")
+        self._config = config
+        self._errors = {cls.code: cls for cls in errors}
+        self._unavailable = unavailable
+        self._credentials = credentials
+        self._timeout = (config.connect_timeout_seconds, config.read_timeout_seconds)
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=config.breaker_fail_max,
+            reset_timeout=config.breaker_reset_timeout_seconds,
+            exclude=[DomainError],
+            name=service,
+        )
+        # Exponential backoff with jitter, so many callers retrying at once do not stampede.
+        self._retrying = Retrying(
+            stop=stop_after_attempt(config.retries + 1),
+            wait=wait_exponential(multiplier=0.05, max=1.0) + wait_random(0, 0.05),
+            retry=retry_if_exception_type(_RemoteFailure),
+            reraise=True,
+        )
+
+    # -- the one entry point
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        files: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool,
+        authenticated: bool = True,
+    ) -> requests.Response:
+        """Send one request; return the 2xx response or raise a domain / unavailable error.
+
+        ``idempotent`` must be true only where repeating the call cannot do harm: reads, and
+        writes that carry an idempotency key the service honours.
+        """
+        args = (method, path, json, params, files, headers, authenticated)
+        try:
+            if not idempotent or self._config.retries == 0:
+                return self.breaker.call(self._send, *args)
+            for attempt in self._retrying.copy():
+                with attempt:
+                    return self.breaker.call(self._send, *args)
+        except pybreaker.CircuitBreakerError:
+            raise self._unavailable(
+                f"the {self.service} service is unavailable (circuit open: failing fast after "
+                f"repeated failures)"
+            ) from None
+        except _RemoteFailure as exc:
+            raise self._unavailable(f"the {self.service} service is unavailable: {exc}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        params: Mapping[str, Any] | None,
+        files: Mapping[str, Any] | None,
+        extra_headers: Mapping[str, str] | None,
+        authenticated: bool,
+    ) -> requests.Response:
+        headers = dict(extra_headers or {})
+        request_id = request_id_var.get()
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        if authenticated:
+            headers["Authorization"] = f"Bearer {self._credentials.token_for(self.service)}"
+        if files:
+            for value in files.values():  # a retried multipart upload must resend from byte 0
+                stream = value[1] if isinstance(value, tuple) else value
+                if hasattr(stream, "seek"):
+                    stream.seek(0)
+        try:
+            response = self.session.request(
+                method, self.base_url + path, json=json, params=params, files=files,
+                headers=headers, timeout=self._timeout,
+            )
+        except requests.Timeout as exc:
+            raise _RemoteFailure(f"timed out ({type(exc).__name__})") from None
+        except requests.ConnectionError as exc:
+            raise _RemoteFailure(f"could not connect ({_root_cause(exc)})") from None
+        except requests.RequestException as exc:
+            raise _RemoteFailure(str(exc)) from None
+        if response.status_code < 400:
+            return response
+        self._raise_for(response)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _raise_for(self, response: requests.Response) -> None:
+        code, message, details = _error_body(response)
+        if code in self._errors:
+            raise self._errors[code](message, details=details)
+        if code == SERVICE_UNAUTHORIZED:
+            log.error("%s refused our service credential: %s", self.service, message)
+            raise _RemoteFailure("it refused the monolith's service credential")
+        if response.status_code >= 500 or code is None:
+            raise _RemoteFailure(f"HTTP {response.status_code}")
+        generic = _GENERIC_BY_STATUS.get(response.status_code, InvalidInput)
+        error = generic(message, details=details)
+        raise error
+
+    # -- state for /api/health
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "url": self.base_url,
+            "breaker": self.breaker.current_state,
+            "consecutive_failures": self.breaker.fail_counter,
+        }
+
+    def remote_health(self) -> dict[str, Any]:
+        """The service's own /health plus our breaker's view of it; never raises."""
+        try:
+            remote = self.call("GET", "/health", idempotent=False, authenticated=False).json()
+        except DomainError as exc:
+            return {"status": "down", "error": exc.message, **self.state()}
+        return {**remote, **self.state()}
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _error_body(response: requests.Response) -> tuple[str | None, str, dict[str, Any] | None]:
+    try:
+        error = response.json()["error"]
+        return str(error["code"]), str(error.get("message", "")), error.get("details")
+    except (ValueError, KeyError, TypeError):
+        return None, f"HTTP {response.status_code}", None
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return type(exc).__name__
+
+
+# --------------------------------------------------------------------------- server side
+
+
+def public(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a service endpoint callable without the service credential (health, public reads)."""
+    view.blog_public = True  # type: ignore[attr-defined]
+    return view
+
+
+def is_public(view: Callable[..., Any] | None) -> bool:
+    return bool(getattr(view, "blog_public", False))
+
+
+def read_json(max_bytes: int) -> dict[str, Any]:
+    """The request's JSON object, or a 4xx that says what is wrong with it (both ends use it)."""
+    from flask import request
+
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"JSON bodies are limited to {max_bytes} bytes")
+    if not request.is_json:
+        raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
+    if len(request.get_data(cache=True)) > max_bytes:
+        raise PayloadTooLarge(f"JSON bodies are limited to {max_bytes} bytes")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise InvalidInput("the body is not valid JSON", details={"code": "malformed_json"})
+    if not isinstance(body, dict):
+        raise InvalidInput("the JSON body must be an object")
+    return body

@@ -1,0 +1,17 @@
+"""gunicorn settings for every extracted service (``gunicorn -c extracted/gunicorn.conf.py``).
+
+The gthread worker keeps connections alive between requests: gunicorn's default sync worker closes
+the connection after every response, so every hop would pay a new TCP handshake. ``keepalive`` is
+long because the monolith's pooled connections sit idle between bursts; if the server closed them
+first, the next call would find a dead socket.
+"""
+
+import os
+
+worker_class = "gthread"
+workers = int(os.environ.get("BLOG_SERVICE_WORKERS", "2"))
+threads = int(os.environ.get("BLOG_SERVICE_THREADS", "8"))
+keepalive = 300
+timeout = 60
+graceful_timeout = 10
+accesslog = None  # the app logs every request itself, with its request id
