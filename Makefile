@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint clean
+.PHONY: install run services test lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ install: $(STAMP)
 ## Serve the monolith on 127.0.0.1:5000 (FLASK_RUN_PORT picks another port).
 run: $(STAMP)
 	$(BIN)/flask --app blog run --host 127.0.0.1
+
+## Start every extracted service config.yaml marks `mode: http` (gunicorn, 127.0.0.1:<its port>,
+## the same BLOG_CONFIG); Ctrl-C stops them all.
+services: $(STAMP)
+	$(BIN)/flask --app blog services
 
 ## The whole suite: lint, module boundaries, tests.
 test: $(STAMP)

@@ -1,11 +1,50 @@
-"""``flask --app blog <command>``: operational commands of the monolith."""
+"""``flask --app blog <command>``: operational commands of the monolith.
+
+``extract``/``inline`` replay one strangler step on real data (the data moves with the flag, see
+``blog.migrate``); ``services`` runs every extracted service the config file switched on.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
 import click
 from flask import Flask, current_app
+from sqlalchemy import Engine, Table
 
+from blog.config import DEFAULT_CONFIG_PATH, HTTP_DOMAINS, PROJECT_ROOT, Config, ConfigError
+from blog.db import make_engine
+from blog.events import InlineEventBus
+from blog.migrate import (
+    MigrationError,
+    MoveReport,
+    check_config_editable,
+    deliver_pending,
+    feed_position,
+    move_domain,
+    outbox_end,
+    set_feed_position,
+    set_service_mode,
+)
+from blog.web.context import config as current_config
 from blog.web.context import domains
+from blog.wiring import Domains, domain_metadata
+
+GUNICORN_CONF = PROJECT_ROOT / "extracted" / "gunicorn.conf.py"
+SHUTDOWN_GRACE_SECONDS = 15.0
+"""gunicorn's graceful_timeout (10 s) plus slack; after that a service is killed."""
+
+DOMAIN_ARGUMENT = click.Choice((*HTTP_DOMAINS, "email"))
 
 
 def register(app: Flask) -> None:
@@ -20,3 +59,289 @@ def register(app: Flask) -> None:
         """Settle payments left pending by a crash between the provider call and the commit."""
         settled = domains().payments.reconcile_pending(older_than_seconds=older_than)
         click.echo(f"settled {settled} pending payment(s)")
+
+    @app.cli.command("extract")
+    @click.argument("domain", type=DOMAIN_ARGUMENT)
+    def extract(domain: str) -> None:
+        """Move DOMAIN's data to its service's database and set its mode to http.
+
+        Stop the monolith's server first: rows it writes meanwhile would stay behind.
+        """
+        _move(domain, to_service=True)
+
+    @app.cli.command("inline")
+    @click.argument("domain", type=DOMAIN_ARGUMENT)
+    def inline(domain: str) -> None:
+        """Bring DOMAIN's data (and its undelivered events) back and set its mode to inprocess.
+
+        Stop the DOMAIN service first: rows it writes meanwhile would stay behind.
+        """
+        _move(domain, to_service=False)
+
+    @app.cli.command("services")
+    def services() -> None:
+        """Run every service the config marks `mode: http` under gunicorn, until Ctrl-C."""
+        _stop_pullers(domains())
+        code = run_services(current_config())
+        if code:
+            click.get_current_context().exit(code)
+
+
+# --------------------------------------------------------------------------- extract / inline
+
+
+def _stop_pullers(built: Domains) -> None:
+    """A CLI process is not the monolith: it must not consume the services' event feeds."""
+    for puller in built.pullers:
+        puller.stop()
+
+
+def _move(domain: str, *, to_service: bool) -> None:
+    cfg, built = current_config(), domains()
+    verb, new_mode = ("extract", "http") if to_service else ("inline", "inprocess")
+    if domain not in HTTP_DOMAINS:
+        raise click.UsageError(
+            "email is not extracted by moving tables: it becomes a RabbitMQ consumer "
+            "(services.email.mode: extracted with events.broker: rabbitmq) and keeps its own "
+            "tables"
+        )
+    if cfg.mode(domain) == new_mode:
+        raise click.ClickException(
+            f"{domain} is already {new_mode!r} in {cfg.source}: nothing to {verb}"
+        )
+    bus = built.bus
+    if not isinstance(bus, InlineEventBus):
+        raise click.ClickException(f"{verb} needs events.broker: inline")
+    _stop_pullers(built)
+
+    from extracted.common import service_database_url
+
+    metadata = domain_metadata()[domain]
+    outbox = metadata.tables.get(f"{domain}_outbox")
+    skip = [outbox.name] if outbox is not None else []
+    feed_source = f"{domain}-service"
+    service = make_engine(service_database_url(cfg, domain))
+    delivered = 0
+    rewound: tuple[int, int] | None = None
+    try:
+        check_config_editable(cfg.source)
+        if to_service:
+            report = move_domain(metadata, built.engine, service, skip=skip)
+        else:
+            if outbox is not None:
+                # Events the service committed but the monolith never pulled: deliver them now,
+                # or e.g. the "your post is published" email of the last post is never sent.
+                delivered = deliver_pending(service, outbox, built.engine, feed_source, bus.deliver)
+            report = move_domain(metadata, service, built.engine, skip=skip)
+        left = [(t.table, t.left_behind) for t in report.tables if t.left_behind]
+        if left:
+            _print_report(domain, report)
+            raise click.ClickException(
+                "rows were written to the source while the move ran and stayed there ("
+                + ", ".join(f"{table}: {n}" for table, n in left)
+                + f"); the mode is unchanged. Stop whatever writes to it and run {verb} again."
+            )
+        if to_service and outbox is not None:
+            rewound = _align_feed_cursor(built, service, outbox, feed_source)
+        set_service_mode(cfg.source, domain, new_mode)
+    except (MigrationError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        service.dispose()
+
+    _print_report(domain, report)
+    if delivered:
+        click.echo(
+            f"Delivered {delivered} event(s) from the {domain} service's outbox that the "
+            "monolith had not pulled yet."
+        )
+    if rewound:
+        click.echo(
+            f"The monolith's feed cursor for {feed_source} was at {rewound[0]}, past the end of "
+            f"the service's outbox ({rewound[1]}): moved back so no new event is skipped."
+        )
+    _print_next_steps(cfg, domain, new_mode)
+
+
+def _print_next_steps(cfg: Config, domain: str, new_mode: str) -> None:
+    if domain == "images":
+        where = (
+            cfg.images.local_dir
+            if cfg.images.storage == "local"
+            else f"s3://{cfg.images.s3.bucket}/{cfg.images.s3.prefix}"
+        )
+        click.echo(f"Image files stay in {where}: both modes use it; only the table moved.")
+    svc = cfg.services[domain]
+    click.echo(f"{cfg.source}: services.{domain}.mode is now {new_mode}")
+    env = "" if Path(cfg.source) == DEFAULT_CONFIG_PATH else f"BLOG_CONFIG={cfg.source} "
+    click.echo("\nNext:")
+    if new_mode == "http":
+        click.echo(
+            f"  start the service:     {env}make services\n"
+            f"                    (or: {env}flask --app extracted.{domain} run -p {svc.port})"
+        )
+        click.echo(f"  restart the monolith:  {env}make run   (it now calls {svc.url})")
+    else:
+        click.echo(f"  stop the {domain} service: it owns no data any more")
+        click.echo(f"  restart the monolith:  {env}make run   (it now runs {domain} in-process)")
+
+
+def _align_feed_cursor(
+    built: Domains, service: Engine, outbox: Table, feed_source: str
+) -> tuple[int, int] | None:
+    """A service database started afresh numbers its outbox from 1 again; a cursor left further
+    on by an earlier extraction would then skip every new event until it caught up."""
+    end = outbox_end(service, outbox)
+    position = feed_position(built.engine, feed_source)
+    if position <= end:
+        return None
+    set_feed_position(built.engine, feed_source, end)
+    return position, end
+
+
+def _print_report(domain: str, report: MoveReport) -> None:
+    click.echo(f"Moved the {domain} data from {report.source}")
+    click.echo(f"{'to':>{len(domain) + 18}} {report.target}")
+    width = max([len("table"), *(len(t.table) for t in report.tables)])
+    click.echo(f"  {'table':<{width}}  copied  already there  removed from source")
+    for t in report.tables:
+        click.echo(f"  {t.table:<{width}}  {t.copied:>6}  {t.already_there:>13}  {t.deleted:>18}")
+    for name in report.not_moved:
+        click.echo(f"  {name} stays: events belong to the database that wrote them")
+
+
+# --------------------------------------------------------------------------- services
+
+
+def run_services(cfg: Config) -> int:
+    """Start, under gunicorn, every service ``cfg`` marks ``http``; stop them all on SIGINT or
+    SIGTERM. Returns the exit status: 0 after a requested stop, 1 when a service died."""
+    wanted = [domain for domain in HTTP_DOMAINS if cfg.mode(domain) == "http"]
+    if not wanted:
+        click.echo(
+            f"No service is in http mode in {cfg.source}: nothing to start.\n"
+            "Extract one first: flask --app blog extract <domain>"
+        )
+        return 0
+    commands: dict[str, tuple[int, list[str]]] = {}
+    for domain in wanted:
+        port = cfg.services[domain].port
+        if port is None:
+            raise click.ClickException(f"services.{domain}.port: needed to start the service")
+        if not (PROJECT_ROOT / "extracted" / domain / "wsgi.py").is_file():
+            raise click.ClickException(f"extracted/{domain}/wsgi.py is missing: no service yet")
+        commands[domain] = (
+            port,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(GUNICORN_CONF),
+                "-b",
+                f"127.0.0.1:{port}",
+                f"extracted.{domain}.wsgi:app",
+            ],
+        )
+    env = dict(os.environ)
+    source = Path(cfg.source)
+    if source.is_file():  # every service reads the very file the monolith read
+        env["BLOG_CONFIG"] = str(source.resolve())
+    else:
+        env.pop("BLOG_CONFIG", None)
+    return _Supervisor(commands, env).run()
+
+
+class _Supervisor:
+    """Runs the services as child processes and relays their output, one prefix per service.
+
+    The children stay in this process's group: a Ctrl-C in the terminal reaches them too, and
+    whoever kills the group kills them all. SIGTERM from elsewhere is passed on to each of them.
+    """
+
+    def __init__(self, commands: dict[str, tuple[int, list[str]]], env: dict[str, str]) -> None:
+        self._commands = commands
+        self._env = env
+        self._width = max(len(name) for name in commands)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._processes: dict[str, subprocess.Popen[str]] = {}
+        self._relays: list[threading.Thread] = []
+
+    def _say(self, name: str, line: str) -> None:
+        with self._lock:
+            click.echo(f"{name:<{self._width}} | {line}")
+
+    def _relay(self, name: str, stream: IO[str]) -> None:
+        with stream:
+            for line in stream:
+                self._say(name, line.rstrip("\n"))
+
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        # Handlers first: a signal that arrives while the children start must not kill this
+        # process and leave them running without anyone to stop them.
+        watched = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in watched}
+        status = 0
+        try:
+            for name, (port, argv) in self._commands.items():
+                if self._stop.is_set():
+                    break
+                process = subprocess.Popen(
+                    argv,
+                    cwd=PROJECT_ROOT,
+                    env=self._env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    errors="replace",
+                    bufsize=1,
+                )
+                self._processes[name] = process
+                assert process.stdout is not None
+                relay = threading.Thread(
+                    target=self._relay,
+                    args=(name, process.stdout),
+                    daemon=True,
+                    name=f"relay-{name}",
+                )
+                relay.start()
+                self._relays.append(relay)
+                self._say(name, f"starting on http://127.0.0.1:{port} (pid {process.pid})")
+            click.echo(f"{len(self._processes)} service(s) running; Ctrl-C stops them.")
+            while not self._stop.wait(0.2):
+                dead = [
+                    (n, p.returncode) for n, p in self._processes.items() if p.poll() is not None
+                ]
+                if dead:
+                    for name, code in dead:
+                        self._say(name, f"exited with status {code}; stopping the others")
+                    status = 1
+                    break
+        finally:
+            self._terminate(self._processes.values())
+            for relay in self._relays:
+                relay.join(timeout=5)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        click.echo("all services stopped")
+        return status
+
+    def _terminate(self, processes: Iterable[subprocess.Popen[str]]) -> None:
+        """SIGTERM (gunicorn's graceful stop), wait, then SIGKILL whatever is still there."""
+        running = [process for process in processes if process.poll() is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        for process in running:
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.0))
+            except subprocess.TimeoutExpired:
+                # Its workers notice their master is gone and exit by themselves.
+                process.kill()
+                process.wait()

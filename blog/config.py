@@ -101,6 +101,8 @@ class EventsConfig:
     broker: Literal["inline", "rabbitmq"] = "inline"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     exchange: str = "events"
+    queue_prefix: str = ""
+    prefetch: int = 50
 
 
 @dataclass(frozen=True)

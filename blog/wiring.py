@@ -25,6 +25,7 @@ from blog.feed import FeedPuller
 from blog.images import ImagesService
 from blog.payments import PaymentsService
 from blog.posts import PostsService
+from blog.timing import TimedDomain
 from blog.transport import ServiceCredentials
 
 log = logging.getLogger(__name__)
@@ -168,9 +169,10 @@ def build(config: Config) -> Domains:
                 f"services.{domain}.mode: {modes[domain]!r} is not built yet for {domain}"
             )
 
+    timed = {name: TimedDomain(impl, name, modes[name]) for name, impl in built.items()}
     remote = any(mode != "inprocess" for mode in modes.values())
     domains = Domains(
-        **built,
+        **timed,
         bus=bus,
         modes=modes,
         engine=engine,

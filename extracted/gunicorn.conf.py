@@ -15,3 +15,6 @@ keepalive = 300
 timeout = 60
 graceful_timeout = 10
 accesslog = None  # the app logs every request itself, with its request id
+# gunicorn 23+ opens a control socket at one fixed path per user; several services on one machine
+# would fight over it, and nothing here uses it.
+control_socket_disable = True

@@ -87,13 +87,13 @@ def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 
             time.sleep(interval)
 
 
-def service_overrides(domain: str, tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    """Config for an extracted service whose state lives in tmp_path."""
-    return config_overrides(
-        tmp_path,
-        services={domain: {"database_url": f"sqlite:///{tmp_path}/{domain}-service.db"}},
-        **extra,
-    )
+def service_overrides(
+    domain: str, tmp_path: Path, *, service_database_url: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Config for an extracted service whose state lives in tmp_path (its database too, unless
+    ``service_database_url`` names another one, e.g. on PostgreSQL)."""
+    database_url = service_database_url or f"sqlite:///{tmp_path}/{domain}-service.db"
+    return config_overrides(tmp_path, services={domain: {"database_url": database_url}}, **extra)
 
 
 class ThreadedServer:
@@ -129,13 +129,24 @@ class ServiceProcess:
     with the same data.
     """
 
-    def __init__(self, domain: str, tmp_path: Path, **extra: Any) -> None:
+    def __init__(
+        self,
+        domain: str,
+        tmp_path: Path,
+        *,
+        service_database_url: str | None = None,
+        **extra: Any,
+    ) -> None:
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.domain = domain
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"{domain}-service.log"
         self.config_path = tmp_path / f"{domain}-service.yaml"
-        self.config_path.write_text(yaml.safe_dump(service_overrides(domain, tmp_path, **extra)))
+        overrides = service_overrides(
+            domain, tmp_path, service_database_url=service_database_url, **extra
+        )
+        self.config_path.write_text(yaml.safe_dump(overrides))
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> ServiceProcess:
@@ -153,8 +164,8 @@ class ServiceProcess:
             try:
                 if requests.get(self.url + "/health", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
-                pass
+            except requests.RequestException:
+                pass  # not listening yet, or too busy starting to answer
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"{self.domain} service did not become healthy:\n{self.log()}")

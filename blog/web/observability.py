@@ -14,6 +14,7 @@ import uuid
 
 from flask import Flask, Response, g, has_request_context, request
 
+from blog.timing import calls_var, server_timing
 from blog.transport import request_id_var
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -56,13 +57,18 @@ def init_request_ids(app: Flask) -> None:
         g.request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request_id_var.set(g.request_id)  # carried to every service call this request makes
         g.started_at = time.perf_counter()
+        calls_var.set([])
 
     @app.after_request
     def _stamp_response(response: Response) -> Response:
         request_id = g.get("request_id") or uuid.uuid4().hex
         response.headers[REQUEST_ID_HEADER] = request_id
         started = g.get("started_at")
-        elapsed_ms = (time.perf_counter() - started) * 1000 if started else 0.0
+        elapsed = time.perf_counter() - started if started else 0.0
+        elapsed_ms = elapsed * 1000
+        calls = calls_var.get()
+        if calls is not None:
+            response.headers["Server-Timing"] = server_timing(calls, elapsed)
         access_log.info(
             "%s %s %s %.1fms",
             request.method,

@@ -76,3 +76,18 @@ def test_health_reports_every_domain(client, topology):
         assert state["mode"] == ("http" if name in topology else "inprocess")
         if name in topology:
             assert state["breaker"] == "closed"
+
+
+def test_server_timing_names_every_domain_call_and_its_mode(client, auth, topology):
+    headers = auth.signup()
+    post = client.post("/api/posts", json={"title": "t", "body": "b"}, headers=headers).get_json()
+    response = client.get(f"/api/posts/{post['id']}")
+    entries = {}
+    for entry in response.headers["Server-Timing"].split(", "):
+        name, *params = entry.split(";")
+        entries[name] = dict(p.split("=", 1) for p in params)
+    for call in ("posts.get_post", "posts.list_comments", "auth.get_user"):
+        domain = call.split(".")[0]
+        assert entries[call]["desc"] == ('"http"' if domain in topology else '"inprocess"')
+        assert float(entries[call]["dur"]) >= 0
+    assert float(entries["total"]["dur"]) >= float(entries["posts.get_post"]["dur"])

@@ -1,0 +1,1 @@
+"""The email service, extracted: a RabbitMQ consumer (``python -m extracted.email.worker``)."""

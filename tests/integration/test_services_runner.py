@@ -1,0 +1,135 @@
+"""``flask --app blog services``: every http service up under gunicorn, and all of them gone
+again after one Ctrl-C (or one SIGTERM to the runner alone)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from blog import create_app
+from tests.support import eventually, free_port, make_config
+
+ROOT = Path(__file__).resolve().parents[2]
+FLASK = Path(sys.executable).with_name("flask")
+SERVICES = ("auth", "payments")
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (which may hold spaces)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return raw.rsplit(")", 1)[1].split()
+
+
+def descendants(root: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def write_config(tmp_path: Path, ports: dict[str, int]) -> Path:
+    services = {
+        name: {
+            "mode": "http" if name in ports else "inprocess",
+            "url": f"http://127.0.0.1:{ports.get(name, free_port())}",
+            "port": ports.get(name, free_port()),
+            "database_url": f"sqlite:///{tmp_path}/{name}-service.db",
+        }
+        for name in ("auth", "posts", "images", "payments")
+    }
+    config = {
+        "env": "testing",
+        "log_level": "INFO",
+        "database_url": f"sqlite:///{tmp_path}/blog.db",
+        "auth": {"bcrypt_rounds": 4},
+        "images": {"local_dir": str(tmp_path / "images")},
+        "services": services,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text("# services-runner test\n" + yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c to the group", "sigterm to the runner alone"])
+def test_services_run_until_stopped_and_leave_nothing_behind(tmp_path: Path, stop: str) -> None:
+    ports = {name: free_port() for name in SERVICES}
+    config_path = write_config(tmp_path, ports)
+    log_path = tmp_path / "runner.log"
+    env = {**os.environ, "BLOG_CONFIG": str(config_path), "BLOG_SERVICE_WORKERS": "1"}
+    with log_path.open("wb") as log:
+        runner = subprocess.Popen(
+            [str(FLASK), "--app", "blog", "services"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        def healthy() -> None:
+            assert runner.poll() is None, log_path.read_text()
+            for name, port in ports.items():
+                try:
+                    response = requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                except requests.RequestException as exc:
+                    raise AssertionError(f"{name} not up yet: {exc}") from None
+                assert response.status_code == 200
+                assert response.json()["service"] == name
+
+        eventually(healthy, timeout=60, interval=0.1)
+        tree = descendants(runner.pid)
+        assert len(tree) >= 2 * len(SERVICES)  # a gunicorn master and a worker per service
+
+        if stop == "ctrl-c to the group":
+            os.killpg(runner.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        else:
+            runner.send_signal(signal.SIGTERM)  # the runner must pass it on itself
+        assert runner.wait(timeout=30) == 0, log_path.read_text()
+
+        def all_gone() -> None:
+            assert [pid for pid in tree if alive(pid)] == []
+
+        eventually(all_gone, timeout=5)
+        lines = log_path.read_text().splitlines()
+        for name in SERVICES:
+            assert any(
+                line.startswith(f"{name:<8} | ") and "Listening at" in line for line in lines
+            ), "\n".join(lines)
+        assert "all services stopped" in lines
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait(timeout=10)
+
+
+def test_without_http_services_there_is_nothing_to_start(tmp_path: Path) -> None:
+    app = create_app(make_config(tmp_path))
+    try:
+        result = app.test_cli_runner().invoke(args=["services"])
+    finally:
+        app.extensions["blog.domains"].close()
+    assert result.exit_code == 0
+    assert "No service is in http mode" in result.output
