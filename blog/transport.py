@@ -1,7 +1,9 @@
 """The resilient HTTP transport every ``client.py`` uses, and the credential both ends share.
 
-One pooled keep-alive ``requests.Session`` per service (a new TCP connection per call would cost
-more than the call), connect and read timeouts, retries with exponential backoff and jitter only
+One pooled keep-alive connection pool per service (urllib3, the engine under ``requests``, used
+directly: ``requests``' per-call machinery of hooks, cookies and header merging costs more than the
+loopback round trip itself; a new TCP connection per call would cost more still), connect and read
+timeouts, retries with exponential backoff and jitter only
 where repeating is safe, and a pybreaker circuit breaker per service. Failures come out as
 exceptions of two kinds that never mix (as in httpx): the domain's own errors, rebuilt from the
 ``code`` on the wire so the gateway cannot tell a remote domain from a local one, and the domain's
@@ -12,17 +14,19 @@ connection, timeout, 5xx, open breaker).
 from __future__ import annotations
 
 import hmac
+import json as jsonlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 import pybreaker
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -30,6 +34,8 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
+from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError
+from urllib3.exceptions import TimeoutError as TransportTimeout
 
 from blog.config import TransportConfig
 from blog.errors import (
@@ -91,8 +97,12 @@ class ServiceCredentials:
                 return cached[0]
             expires = now + self._ttl
             token = jwt.encode(
-                {"iss": SERVICE_TOKEN_ISSUER, "aud": audience, "iat": int(now),
-                 "exp": int(expires)},
+                {
+                    "iss": SERVICE_TOKEN_ISSUER,
+                    "aud": audience,
+                    "iat": int(now),
+                    "exp": int(expires),
+                },
                 self._secret,
                 algorithm="HS256",
             )
@@ -106,8 +116,12 @@ class ServiceCredentials:
             raise ServiceUnauthorized("a service credential is required")
         try:
             jwt.decode(
-                token, self._secret, algorithms=["HS256"], audience=audience,
-                issuer=SERVICE_TOKEN_ISSUER, options={"require": ["exp", "iat", "aud", "iss"]},
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                audience=audience,
+                issuer=SERVICE_TOKEN_ISSUER,
+                options={"require": ["exp", "iat", "aud", "iss"]},
             )
         except jwt.InvalidTokenError as exc:
             raise ServiceUnauthorized(f"the service credential was refused: {exc}") from None
@@ -125,6 +139,21 @@ class ServiceUnauthorized(Unauthorized):
 
 class _RemoteFailure(Exception):
     """The service did not answer properly; counted by the breaker, retried when safe."""
+
+
+_BODY_REFUSED = (401, 413)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A service's 2xx answer, read in full (the connection is already back in the pool)."""
+
+    status: int
+    headers: Mapping[str, str] = field(repr=False)
+    content: bytes = field(repr=False)
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
 
 
 class ServiceClient:
@@ -146,11 +175,15 @@ class ServiceClient:
         self._errors = {cls.code: cls for cls in errors}
         self._unavailable = unavailable
         self._credentials = credentials
-        self._timeout = (config.connect_timeout_seconds, config.read_timeout_seconds)
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self._pool = urllib3.connection_from_url(
+            self.base_url,
+            maxsize=pool_size,
+            block=False,
+            retries=False,
+            timeout=urllib3.Timeout(
+                connect=config.connect_timeout_seconds, read=config.read_timeout_seconds
+            ),
+        )
         self.breaker = pybreaker.CircuitBreaker(
             fail_max=config.breaker_fail_max,
             reset_timeout=config.breaker_reset_timeout_seconds,
@@ -178,7 +211,7 @@ class ServiceClient:
         headers: Mapping[str, str] | None = None,
         idempotent: bool,
         authenticated: bool = True,
-    ) -> requests.Response:
+    ) -> Reply:
         """Send one request; return the 2xx response or raise a domain / unavailable error.
 
         ``idempotent`` must be true only where repeating the call cannot do harm: reads, and
@@ -209,44 +242,67 @@ class ServiceClient:
         files: Mapping[str, Any] | None,
         extra_headers: Mapping[str, str] | None,
         authenticated: bool,
-    ) -> requests.Response:
+    ) -> Reply:
         headers = dict(extra_headers or {})
         request_id = request_id_var.get()
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
         if authenticated:
             headers["Authorization"] = f"Bearer {self._credentials.token_for(self.service)}"
+        body: bytes | None = None
         if files:
-            for value in files.values():  # a retried multipart upload must resend from byte 0
-                stream = value[1] if isinstance(value, tuple) else value
-                if hasattr(stream, "seek"):
-                    stream.seek(0)
-        try:
-            response = self.session.request(
-                method, self.base_url + path, json=json, params=params, files=files,
-                headers=headers, timeout=self._timeout,
+            body, headers["Content-Type"] = urllib3.encode_multipart_formdata(
+                {name: _file_field(value) for name, value in files.items()}
             )
-        except requests.Timeout as exc:
+        elif json is not None:
+            body = jsonlib.dumps(json).encode()
+            headers["Content-Type"] = "application/json"
+        url = path + ("?" + urlencode(params) if params else "")
+        try:
+            response = self._pool.urlopen(
+                method,
+                url,
+                body=body,
+                headers=headers,
+                preload_content=False,
+                redirect=False,
+                retries=False,
+            )
+        except TransportTimeout as exc:
+            if isinstance(exc, NewConnectionError):
+                raise _RemoteFailure(f"could not connect ({_root_cause(exc)})") from None
             raise _RemoteFailure(f"timed out ({type(exc).__name__})") from None
-        except requests.ConnectionError as exc:
-            raise _RemoteFailure(f"could not connect ({_root_cause(exc)})") from None
-        except requests.RequestException as exc:
-            raise _RemoteFailure(str(exc)) from None
-        if response.status_code < 400:
-            return response
-        self._raise_for(response)
+        except ProtocolError as exc:
+            raise _RemoteFailure(f"connection broken ({_root_cause(exc)})") from None
+        except HTTPError as exc:
+            raise _RemoteFailure(f"{type(exc).__name__}: {exc}") from None
+        connection = response.connection  # reading the body in full hands it back to the pool
+        try:
+            reply = Reply(response.status, response.headers, response.read())
+        except (TransportTimeout, ProtocolError) as exc:
+            raise _RemoteFailure(f"response broken off ({type(exc).__name__})") from None
+        finally:
+            response.release_conn()
+            if body is not None and response.status in _BODY_REFUSED and connection is not None:
+                # A server that refuses a body unread (401 before reading, 413) closes the
+                # connection after answering, though its answer says keep-alive: drop the socket
+                # so the pool opens a fresh one next time.
+                connection.close()
+        if reply.status < 400:
+            return reply
+        self._raise_for(reply)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _raise_for(self, response: requests.Response) -> None:
+    def _raise_for(self, response: Reply) -> None:
         code, message, details = _error_body(response)
         if code in self._errors:
             raise self._errors[code](message, details=details)
         if code == SERVICE_UNAUTHORIZED:
             log.error("%s refused our service credential: %s", self.service, message)
             raise _RemoteFailure("it refused the monolith's service credential")
-        if response.status_code >= 500 or code is None:
-            raise _RemoteFailure(f"HTTP {response.status_code}")
-        generic = _GENERIC_BY_STATUS.get(response.status_code, InvalidInput)
+        if response.status >= 500 or code is None:
+            raise _RemoteFailure(f"HTTP {response.status}")
+        generic = _GENERIC_BY_STATUS.get(response.status, InvalidInput)
         error = generic(message, details=details)
         raise error
 
@@ -268,15 +324,25 @@ class ServiceClient:
         return {**remote, **self.state()}
 
     def close(self) -> None:
-        self.session.close()
+        self._pool.close()
 
 
-def _error_body(response: requests.Response) -> tuple[str | None, str, dict[str, Any] | None]:
+def _error_body(response: Reply) -> tuple[str | None, str, dict[str, Any] | None]:
     try:
         error = response.json()["error"]
         return str(error["code"]), str(error.get("message", "")), error.get("details")
     except (ValueError, KeyError, TypeError):
-        return None, f"HTTP {response.status_code}", None
+        return None, f"HTTP {response.status}", None
+
+
+def _file_field(value: Any) -> tuple[str, bytes, str]:
+    """``(filename, bytes | file, content_type)`` → what urllib3's multipart encoder takes."""
+    filename, content, content_type = value
+    if hasattr(content, "read"):
+        if hasattr(content, "seek"):
+            content.seek(0)  # a retried upload must resend from byte 0
+        content = content.read()
+    return filename, content, content_type
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -65,6 +65,12 @@ def create_service_app(
         if view is not None and not is_public(view):
             credentials.verify(request.headers.get("Authorization"), audience=domain)
 
+    @app.get("/ping")
+    @public
+    def ping() -> Any:
+        """A trivial endpoint: the latency lab's floor for one round trip on this stack."""
+        return "pong", 200, {"Content-Type": "text/plain"}
+
     @app.get("/health")
     @public
     def health() -> Any:

@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import quote
 
 from blog.config import TransportConfig
-from blog.errors import PayloadTooLarge
 from blog.images import ERRORS, ImageBlob, ImageNotFound, ImagesUnavailable, StoredImage
 from blog.images.storage import ImageStorageError, is_valid_key
 from blog.transport import ServiceClient, ServiceCredentials
@@ -32,18 +31,11 @@ class HttpImagesClient:
         # Not retried: every upload makes a new key, so a repeat after a lost response would
         # store a duplicate. A filename is always sent: without one the part is a form field,
         # not a file.
-        try:
-            response = self.transport.call(
-                "POST", "/upload",
-                files={"image": (filename or "upload", BytesIO(data), "application/octet-stream")},
-                idempotent=False,
-            )
-        except PayloadTooLarge:
-            # A body refused unread makes gunicorn close that connection just after its 413 (it
-            # drains at most 64 KiB), though the 413 says keep-alive: drop the pooled sockets so
-            # the next call, perhaps an upload that is not retried, cannot land on a dead one.
-            self.transport.session.close()
-            raise
+        response = self.transport.call(
+            "POST", "/upload",
+            files={"image": (filename or "upload", BytesIO(data), "application/octet-stream")},
+            idempotent=False,
+        )
         body = response.json()
         return StoredImage(key=body["key"], url=body["url"], size=tuple(body["size"]))
 
