@@ -17,13 +17,17 @@ silently disappearing.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import logging
 import random
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pika
@@ -310,6 +314,8 @@ class OutboxRelay:
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
         self._wake.set()
+        if self._bus is not None:
+            self._bus.wake_waiters()  # the commit watcher returns at once instead of timing out
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []
@@ -633,3 +639,57 @@ class EventConsumer:
             reason,
             code,
         )
+
+
+class SingleRelay:
+    """Runs ``relay`` in exactly one process per outbox, whichever holds a file lock.
+
+    Every gunicorn worker builds the same app, and each would otherwise relay the same outbox:
+    nothing would be lost, but every event would be published once per worker. The lock is the
+    operating system's, so it is released even when its holder is SIGKILLed, and another process
+    takes over within ``retry_seconds``.
+    """
+
+    def __init__(self, relay: OutboxRelay, retry_seconds: float = 1.0) -> None:
+        self.relay = relay
+        digest = hashlib.sha1(
+            f"{relay.engine.url.render_as_string(hide_password=True)}|{relay.table.name}".encode()
+        ).hexdigest()[:16]
+        self.lock_path = Path(tempfile.gettempdir()) / f"strangler-blog-relay-{digest}.lock"
+        self._retry = retry_seconds
+        self._stopping = threading.Event()
+        self._lock_file: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def leading(self) -> bool:
+        return self._lock_file is not None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"relay-leader-{self.relay.table.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            handle = self.lock_path.open("a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                self._stopping.wait(self._retry)
+                continue
+            self._lock_file = handle
+            log.info("relay %s: this process relays it", self.relay.table.name)
+            self.relay.start()
+            return
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(self._retry + 1)
+        if self._lock_file is not None:
+            self.relay.stop()
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None

@@ -131,7 +131,7 @@ def _default_services() -> dict[str, ServiceConfig]:
         "posts": ServiceConfig(port=3002, url="http://127.0.0.1:3002"),
         "images": ServiceConfig(port=3003, url="http://127.0.0.1:3003"),
         "payments": ServiceConfig(port=3004, url="http://127.0.0.1:3004"),
-        "email": ServiceConfig(),
+        "email": ServiceConfig(port=3005, url="http://127.0.0.1:3005"),
     }
 
 
@@ -342,8 +342,8 @@ def _check_semantics(config: Config) -> None:
             raise ConfigError(
                 f"services.{domain}.mode: 'extracted' is only for email; use 'inprocess' or 'http'"
             )
-        if svc.mode == "http" and not svc.url:
-            raise ConfigError(f"services.{domain}.url: required when mode is 'http'")
+        if svc.mode in ("http", "extracted") and not svc.url:
+            raise ConfigError(f"services.{domain}.url: required when mode is '{svc.mode}'")
     if config.services["email"].mode == "extracted" and config.events.broker != "rabbitmq":
         raise ConfigError(
             "services.email.mode: 'extracted' needs events.broker: rabbitmq "

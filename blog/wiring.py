@@ -13,14 +13,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, MetaData
+from sqlalchemy import Engine, MetaData, Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from blog.auth import AuthService
-from blog.config import DOMAINS, Config, ConfigError
+from blog.config import DOMAINS, Config
 from blog.db import create_tables, make_engine, make_session_factory
 from blog.email import EmailService
-from blog.events import EVENT_TYPES, USER_RENAMED, EventBus, InlineEventBus
+from blog.events import (
+    CONSUMER_QUEUES,
+    EMAIL_QUEUE,
+    EVENT_TYPES,
+    POSTS_QUEUE,
+    USER_RENAMED,
+    EventBus,
+    EventPublisher,
+    InlineEventBus,
+    OutboxEventBus,
+    consumer_queues,
+)
 from blog.feed import FeedPuller
 from blog.images import ImagesService
 from blog.payments import PaymentsService
@@ -49,6 +60,8 @@ class Domains:
     modes: dict[str, str]
     engine: Engine
     pullers: list[FeedPuller] = field(default_factory=list)
+    relays: list[Any] = field(default_factory=list)
+    consumers: list[Any] = field(default_factory=list)
     _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def gather(self, *calls: Callable[[], Any]) -> list[Any]:
@@ -64,6 +77,10 @@ class Domains:
         return [future.result() for future in futures]
 
     def close(self) -> None:
+        for consumer in self.consumers:
+            consumer.stop()
+        for relay in self.relays:
+            relay.stop()
         for puller in self.pullers:
             puller.stop()
         for name in DOMAINS:
@@ -93,7 +110,7 @@ def domain_metadata() -> dict[str, MetaData]:
 
 
 def _inprocess_factories(
-    config: Config, sessions: sessionmaker[Session], bus: InlineEventBus
+    config: Config, sessions: sessionmaker[Session], bus_for: Callable[[str], EventPublisher]
 ) -> dict[str, Callable[[], Any]]:
     from blog.auth.service import InProcessAuthService
     from blog.email.service import InProcessEmailService
@@ -106,11 +123,11 @@ def _inprocess_factories(
 
     def payments() -> Any:
         provider_name, provider = make_provider(config.payments)
-        return InProcessPaymentsService(sessions, bus, provider, provider_name)
+        return InProcessPaymentsService(sessions, bus_for("payments"), provider, provider_name)
 
     return {
-        "auth": lambda: InProcessAuthService(sessions, bus, config.auth),
-        "posts": lambda: InProcessPostsService(sessions, bus, config.posts),
+        "auth": lambda: InProcessAuthService(sessions, bus_for("auth"), config.auth),
+        "posts": lambda: InProcessPostsService(sessions, bus_for("posts"), config.posts),
         "images": lambda: InProcessImagesService(
             sessions, config.images, make_storage(config.images)
         ),
@@ -126,6 +143,7 @@ HTTP_CLIENTS = {
     "posts": "blog.posts.client:HttpPostsClient",
     "images": "blog.images.client:HttpImagesClient",
     "payments": "blog.payments.client:HttpPaymentsClient",
+    "email": "blog.email.client:HttpEmailClient",
 }
 
 
@@ -137,18 +155,33 @@ def _http_client(domain: str, config: Config, credentials: ServiceCredentials) -
     return client_class(url, config.transport, credentials)
 
 
-def build(config: Config) -> Domains:
-    if config.events.broker != "inline":
-        raise ConfigError(f"events.broker: {config.events.broker!r} is not built yet; use 'inline'")
+def outbox_of(domain: str) -> Table:
+    return importlib.import_module(f"blog.{domain}.models").outbox
 
+
+def build(config: Config) -> Domains:
+    """Build every domain where config.yaml says it runs, and link them with events.
+
+    ``events.broker: inline`` — publishers hand events to the in-process bus after commit; an
+    extracted publisher's events come back through its HTTP feed. ``rabbitmq`` — every
+    in-process publisher writes its outbox and a relay sends it to the broker; consumers (email,
+    posts' rename handler) read their own queues wherever their domain runs.
+    """
     engine = make_engine(config.database_url)
     sessions = make_session_factory(engine)
-    bus = InlineEventBus()
+    inline_bus = InlineEventBus()
     credentials = ServiceCredentials(config.transport.internal_token)
     modes = {domain: svc.mode for domain, svc in config.services.items()}
     metadata = domain_metadata()
-    inprocess = _inprocess_factories(config, sessions, bus)
+    rabbitmq = config.events.broker == "rabbitmq"
+    outbox_buses: dict[str, OutboxEventBus] = {}
 
+    def bus_for(domain: str) -> EventPublisher:
+        if not rabbitmq:
+            return inline_bus
+        return outbox_buses.setdefault(domain, OutboxEventBus(outbox_of(domain)))
+
+    inprocess = _inprocess_factories(config, sessions, bus_for)
     built: dict[str, Any] = {}
     pullers: list[FeedPuller] = []
     for domain in DOMAINS:
@@ -157,23 +190,21 @@ def build(config: Config) -> Domains:
             # no longer touches an extracted domain's tables.
             create_tables(engine, metadata[domain])
             built[domain] = inprocess[domain]()
-        elif modes[domain] == "http":
+        else:
             built[domain] = _http_client(domain, config, credentials)
-            if domain in PUBLISHERS:
+            if domain in PUBLISHERS and not rabbitmq:
                 url = config.services[domain].url or ""
                 pullers.append(
-                    FeedPuller(domain, url, config.transport, credentials, bus.deliver, engine)
+                    FeedPuller(
+                        domain, url, config.transport, credentials, inline_bus.deliver, engine
+                    )
                 )
-        else:
-            raise ConfigError(
-                f"services.{domain}.mode: {modes[domain]!r} is not built yet for {domain}"
-            )
 
     timed = {name: TimedDomain(impl, name, modes[name]) for name, impl in built.items()}
     remote = any(mode != "inprocess" for mode in modes.values())
     domains = Domains(
         **timed,
-        bus=bus,
+        bus=inline_bus,
         modes=modes,
         engine=engine,
         pullers=pullers,
@@ -181,9 +212,58 @@ def build(config: Config) -> Domains:
         if remote
         else None,
     )
-    bus.subscribe(USER_RENAMED, domains.posts.handle_event, consumer="posts")
-    for event_type in EVENT_TYPES:
-        bus.subscribe(event_type, domains.email.handle_event, consumer="email")
+    if rabbitmq:
+        _start_broker_links(config, domains, built, outbox_buses, engine)
+    else:
+        inline_bus.subscribe(USER_RENAMED, domains.posts.handle_event, consumer="posts")
+        for event_type in EVENT_TYPES:
+            inline_bus.subscribe(event_type, domains.email.handle_event, consumer="email")
     for puller in pullers:
         puller.start()
     return domains
+
+
+def _start_broker_links(
+    config: Config,
+    domains: Domains,
+    built: dict[str, Any],
+    outbox_buses: dict[str, OutboxEventBus],
+    engine: Engine,
+) -> None:
+    from blog.broker import EventConsumer, OutboxRelay, SingleRelay
+    from blog.email import UnknownRecipient
+
+    events = config.events
+    queues = consumer_queues(events.queue_prefix)
+    for bus in outbox_buses.values():
+        relay = OutboxRelay(
+            engine, bus.table, events.rabbitmq_url, events.exchange, bus, queues=queues
+        )
+        domains.relays.append(SingleRelay(relay))
+    if domains.modes["email"] == "inprocess":
+        domains.consumers.append(
+            EventConsumer(
+                events.rabbitmq_url,
+                events.exchange,
+                events.queue_prefix + EMAIL_QUEUE,
+                CONSUMER_QUEUES[EMAIL_QUEUE],
+                built["email"].handle_event,
+                events.prefetch,
+                retry_errors=(UnknownRecipient,),
+            )
+        )
+    if domains.modes["posts"] == "inprocess":
+        domains.consumers.append(
+            EventConsumer(
+                events.rabbitmq_url,
+                events.exchange,
+                events.queue_prefix + POSTS_QUEUE,
+                CONSUMER_QUEUES[POSTS_QUEUE],
+                built["posts"].handle_event,
+                events.prefetch,
+            )
+        )
+    for relay in domains.relays:
+        relay.start()
+    for consumer in domains.consumers:
+        consumer.start_in_thread()

@@ -7,16 +7,17 @@ A service is the same domain code the monolith runs in-process, mounted through 
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
-from sqlalchemy import MetaData, Table
+from sqlalchemy import Engine, MetaData, Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from blog.config import PROJECT_ROOT, Config, load_config
 from blog.db import create_tables, make_engine, make_session_factory
-from blog.events import OutboxEventBus
+from blog.events import CONSUMER_QUEUES, POSTS_QUEUE, OutboxEventBus, consumer_queues
 from blog.feed import feed_blueprint
 from blog.transport import ServiceCredentials, is_public, public
 from blog.web.errors import register_error_handlers
@@ -77,8 +78,53 @@ def create_service_app(
         return jsonify({"service": domain, **service.health()})
 
     app.register_blueprint(make_blueprint(service))
-    if bus is not None:
+    if config.events.broker == "rabbitmq":
+        _link_to_broker(app, config, domain, engine, bus, service)
+    elif bus is not None:
         app.register_blueprint(feed_blueprint(engine, bus))
     app.extensions["blog.service"] = service
     app.extensions["blog.engine"] = engine
     return app
+
+
+def _link_to_broker(
+    app: Flask,
+    config: Config,
+    domain: str,
+    engine: Engine,
+    bus: OutboxEventBus | None,
+    service: Any,
+) -> None:
+    """With RabbitMQ, a service relays its own outbox and consumes its own queue (if any)."""
+    from blog.broker import EventConsumer, OutboxRelay, SingleRelay
+
+    events = config.events
+    links: list[Any] = []
+    if bus is not None:
+        relay = OutboxRelay(
+            engine,
+            bus.table,
+            events.rabbitmq_url,
+            events.exchange,
+            bus,
+            queues=consumer_queues(events.queue_prefix),
+        )
+        links.append(SingleRelay(relay))
+    if domain == "posts":
+        links.append(
+            EventConsumer(
+                events.rabbitmq_url,
+                events.exchange,
+                events.queue_prefix + POSTS_QUEUE,
+                CONSUMER_QUEUES[POSTS_QUEUE],
+                service.handle_event,
+                events.prefetch,
+            )
+        )
+    for link in links:
+        if isinstance(link, EventConsumer):
+            link.start_in_thread()
+        else:
+            link.start()
+        atexit.register(link.stop)
+    app.extensions["blog.broker_links"] = links

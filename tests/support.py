@@ -103,6 +103,7 @@ class ThreadedServer:
         from werkzeug.serving import WSGIRequestHandler, make_server
 
         WSGIRequestHandler.protocol_version = "HTTP/1.1"  # keep-alive, like the real server
+        self._app = app
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(
@@ -111,6 +112,8 @@ class ThreadedServer:
         self._thread.start()
 
     def stop(self) -> None:
+        for link in self._app.extensions.get("blog.broker_links", []):
+            link.stop()  # relays and consumers, before their queues are deleted
         self._server.shutdown()
         self._server.server_close()
 
@@ -189,7 +192,11 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def __enter__(self) -> ServiceProcess:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
@@ -220,3 +227,62 @@ def deploy(domain: str, mode: str, tmp_path: Path, **extra: Any) -> Iterator[Dom
 
 def unique_email(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+# ------------------------------------------------------------------ RabbitMQ
+
+
+RABBITMQ_START = "rabbitmq-server -detached"
+
+
+class IsolatedBroker:
+    """This test's own exchange and queue names on the machine's RabbitMQ, deleted afterwards."""
+
+    def __init__(self) -> None:
+        require_service("RabbitMQ", 5672, RABBITMQ_START)
+        tag = uuid.uuid4().hex[:10]
+        self.exchange = f"events-test-{tag}"
+        self.queue_prefix = f"t{tag}-"
+        self.url = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+    def overrides(self) -> dict[str, Any]:
+        return {"events": {"broker": "rabbitmq", "exchange": self.exchange,
+                           "queue_prefix": self.queue_prefix, "rabbitmq_url": self.url}}
+
+    def delete(self) -> None:
+        import pika
+
+        from blog.events import CONSUMER_QUEUES
+
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        try:
+            channel = connection.channel()
+            for queue in CONSUMER_QUEUES:
+                for name in (self.queue_prefix + queue, self.queue_prefix + queue + ".dlq"):
+                    channel.queue_delete(name)
+            for name in (self.exchange, self.exchange + ".dlx"):
+                channel.exchange_delete(name)
+        finally:
+            connection.close()
+
+
+class ThreadedEmailWorker:
+    """The extracted email worker's consumer and inbox server, in threads of this process."""
+
+    def __init__(self, config: Config) -> None:
+        from extracted.email.worker import build_consumer, build_inbox_server
+
+        self.consumer, self._engine = build_consumer(config)
+        self.consumer.start_in_thread("email-consumer")
+        server = build_inbox_server(config)
+        assert server is not None
+        self._server = server
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
+
+    def stop(self) -> None:
+        self.consumer.stop()
+        self._server.shutdown()
+        self._server.server_close()
+        self._engine.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from blog.auth import ERRORS, AccessToken, AuthUnavailable, User
+from blog.auth import ERRORS, AccessToken, AuthInvalidInput, AuthUnavailable, User
 from blog.config import TransportConfig
 from blog.transport import ServiceClient, ServiceCredentials
 
@@ -37,13 +37,13 @@ class HttpAuthClient:
         return User(**response.json())
 
     def get_user(self, user_id: int) -> User:
-        response = self.transport.call("GET", f"/users/{int(user_id)}", idempotent=True)
+        response = self.transport.call("GET", f"/users/{_path_id(user_id)}", idempotent=True)
         return User(**response.json())
 
     def rename(self, user_id: int, name: str) -> User:
         # Setting a name is idempotent: repeating it leaves the same state.
         response = self.transport.call(
-            "PATCH", f"/users/{int(user_id)}", json={"name": name}, idempotent=True
+            "PATCH", f"/users/{_path_id(user_id)}", json={"name": name}, idempotent=True
         )
         return User(**response.json())
 
@@ -53,3 +53,11 @@ class HttpAuthClient:
     def close(self) -> None:
         self.transport.close()
 
+
+
+def _path_id(user_id: object) -> int:
+    """A path cannot carry a type (``True`` would travel as ``1``): refuse what the service
+    would refuse, with its words, before it is lost in translation."""
+    if not isinstance(user_id, int) or isinstance(user_id, bool):
+        raise AuthInvalidInput("user_id: must be a positive integer", details={"field": "user_id"})
+    return user_id

@@ -34,11 +34,11 @@ def make_blueprint(service: AuthService) -> Blueprint:
     def verify() -> Response:
         return jsonify(asdict(service.verify(body().get("token"))))
 
-    @bp.get("/users/<int:user_id>")
+    @bp.get("/users/<int(signed=True):user_id>")
     def get_user(user_id: int) -> Response:
         return jsonify(asdict(service.get_user(user_id)))
 
-    @bp.patch("/users/<int:user_id>")
+    @bp.patch("/users/<int(signed=True):user_id>")
     def rename(user_id: int) -> Response:
         return jsonify(asdict(service.rename(user_id, body().get("name"))))
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 
 from sqlalchemy import Engine
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from blog.broker import EventConsumer
 from blog.config import Config, ConfigError, load_config
@@ -23,14 +25,14 @@ from blog.email import UnknownRecipient
 from blog.email.models import metadata
 from blog.email.service import InProcessEmailService
 from blog.email.transports import make_transport
-from blog.events import PAYMENT_COMPLETED, POST_CREATED, USER_REGISTERED, USER_RENAMED, Event
+from blog.events import CONSUMER_QUEUES, EMAIL_QUEUE, Event
 from blog.web.observability import configure_logging
 from extracted.common import service_database_url
 
 log = logging.getLogger("blog.email.worker")  # under "blog": one logging set-up for the project
 
-QUEUE = "email_service_queue"
-ROUTING_KEYS = (USER_REGISTERED, USER_RENAMED, POST_CREATED, PAYMENT_COMPLETED)
+QUEUE = EMAIL_QUEUE
+ROUTING_KEYS = CONSUMER_QUEUES[EMAIL_QUEUE]
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 SHUTDOWN_SECONDS = 30.0
 
@@ -72,6 +74,27 @@ def build_consumer(config: Config) -> tuple[EventConsumer, Engine]:
     return consumer, engine
 
 
+def build_inbox_server(config: Config, host: str = "127.0.0.1") -> BaseWSGIServer | None:
+    """The email service's read side (its inbox, for GET /api/dev/inbox), when it has a port."""
+    port = config.services["email"].port
+    if port is None:
+        return None
+    from blog.email.http import make_blueprint
+    from extracted.common import create_service_app
+
+    app = create_service_app(
+        "email",
+        metadata=metadata,
+        build_service=lambda cfg, sessions, _bus: InProcessEmailService(
+            sessions, make_transport(cfg.email), cfg.email.from_address
+        ),
+        make_blueprint=make_blueprint,
+        config=config,
+    )
+    WSGIRequestHandler.protocol_version = "HTTP/1.1"  # keep-alive for the monolith's pool
+    return make_server(host, port, app, threaded=True)
+
+
 def main() -> int:
     try:
         config = load_config()
@@ -85,6 +108,10 @@ def main() -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     consumer, engine = build_consumer(config)
     thread = consumer.start_in_thread("email-consumer")
+    inbox = build_inbox_server(config)
+    if inbox is not None:
+        threading.Thread(target=inbox.serve_forever, name="email-inbox", daemon=True).start()
+        log.info("inbox served at http://127.0.0.1:%s/inbox", inbox.server_port)
     signalled = False
     try:
         while thread.is_alive() and not signalled:
@@ -96,6 +123,8 @@ def main() -> int:
                     signal.Signals(received.si_signo).name,
                 )
     finally:
+        if inbox is not None:
+            inbox.shutdown()
         consumer.stop()
         thread.join(SHUTDOWN_SECONDS)
         engine.dispose()

@@ -1,37 +1,83 @@
-"""The public API suite runs once per topology: the monolith, each domain extracted alone, and
-all four extracted at once. Extraction must change what a call costs, never what it does."""
+"""The public API suite runs once per topology: the monolith, each domain extracted alone, all
+four extracted at once, and the same over RabbitMQ (email in-process, email extracted as a worker,
+everything extracted). Extraction must change what a call costs, never what it does."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from blog.config import Config
-from tests.support import HTTP_DOMAINS, make_config, start_threaded_service
+from tests.support import (
+    HTTP_DOMAINS,
+    IsolatedBroker,
+    ThreadedEmailWorker,
+    free_port,
+    make_config,
+    start_threaded_service,
+)
 
-TOPOLOGIES: dict[str, tuple[str, ...]] = {
-    "monolith": (),
-    **{f"{domain}-http": (domain,) for domain in HTTP_DOMAINS},
-    "all-http": HTTP_DOMAINS,
+
+@dataclass(frozen=True)
+class Topology:
+    http: tuple[str, ...] = ()
+    rabbitmq: bool = False
+    email_extracted: bool = False
+
+
+TOPOLOGIES: dict[str, Topology] = {
+    "monolith": Topology(),
+    **{f"{domain}-http": Topology(http=(domain,)) for domain in HTTP_DOMAINS},
+    "all-http": Topology(http=HTTP_DOMAINS),
+    "rabbitmq": Topology(rabbitmq=True),
+    "rabbitmq-email-worker": Topology(rabbitmq=True, email_extracted=True),
+    "rabbitmq-all-extracted": Topology(http=HTTP_DOMAINS, rabbitmq=True, email_extracted=True),
 }
 
 
 @pytest.fixture(params=list(TOPOLOGIES))
-def topology(request: pytest.FixtureRequest) -> tuple[str, ...]:
+def topology_spec(request: pytest.FixtureRequest) -> Topology:
     return TOPOLOGIES[request.param]
 
 
 @pytest.fixture
-def config(tmp_path: Path, topology: tuple[str, ...]) -> Iterator[Config]:
-    servers = [start_threaded_service(domain, tmp_path) for domain in topology]
+def topology(topology_spec: Topology) -> tuple[str, ...]:
+    """The domains that are not in-process in this run."""
+    return topology_spec.http + (("email",) if topology_spec.email_extracted else ())
+
+
+@pytest.fixture
+def config(tmp_path: Path, topology_spec: Topology) -> Iterator[Config]:
+    broker = IsolatedBroker() if topology_spec.rabbitmq else None
+    extra: dict[str, Any] = broker.overrides() if broker else {}
+    stoppers: list[Any] = []
     try:
-        services = {
+        servers = [start_threaded_service(d, tmp_path, **extra) for d in topology_spec.http]
+        stoppers.extend(servers)
+        services: dict[str, Any] = {
             domain: {"mode": "http", "url": server.url}
-            for domain, server in zip(topology, servers, strict=True)
+            for domain, server in zip(topology_spec.http, servers, strict=True)
         }
-        yield make_config(tmp_path, services=services)
+        if topology_spec.email_extracted:
+            port = free_port()
+            email = {"mode": "extracted", "url": f"http://127.0.0.1:{port}", "port": port}
+            worker_dir = tmp_path / "email-worker"
+            worker_dir.mkdir()
+            worker_config = make_config(
+                worker_dir,
+                services={"email": {**email,
+                                    "database_url": f"sqlite:///{worker_dir}/email-service.db"}},
+                **extra,
+            )
+            stoppers.append(ThreadedEmailWorker(worker_config))
+            services["email"] = email
+        yield make_config(tmp_path, services=services, **extra)
     finally:
-        for server in servers:
-            server.stop()
+        for stopper in reversed(stoppers):
+            stopper.stop()
+        if broker:
+            broker.delete()

@@ -73,7 +73,8 @@ def test_health_reports_every_domain(client, topology):
     assert body["status"] == "ok"
     assert set(body["domains"]) == {"auth", "posts", "images", "payments", "email"}
     for name, state in body["domains"].items():
-        assert state["mode"] == ("http" if name in topology else "inprocess")
+        remote_mode = "extracted" if name == "email" else "http"
+        assert state["mode"] == (remote_mode if name in topology else "inprocess")
         if name in topology:
             assert state["breaker"] == "closed"
 

@@ -76,3 +76,10 @@ def test_health(auth):
     health = auth.health()
     assert health["status"] == "ok"
     assert health["database"] is True
+
+
+@pytest.mark.parametrize("bad_id", [True, "1", -1, 0, 2**63])
+def test_bad_user_ids_are_refused_alike(auth, bad_id):
+    with pytest.raises(AuthInvalidInput) as excinfo:
+        auth.get_user(bad_id)
+    assert excinfo.value.details == {"field": "user_id"}
