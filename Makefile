@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run services test lint clean
+.PHONY: install run services test lint clean worker relay
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,3 +35,11 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+
+## The extracted email service: a RabbitMQ consumer (services.email.mode: extracted).
+worker: $(STAMP)
+	$(BIN)/python -m extracted.email.worker
+
+## The outbox relay on its own (events.broker: rabbitmq); the monolith also relays by itself.
+relay: $(STAMP)
+	$(BIN)/flask --app blog relay

@@ -86,6 +86,29 @@ def register(app: Flask) -> None:
         if code:
             click.get_current_context().exit(code)
 
+    @app.cli.command("relay")
+    def relay() -> None:
+        """Relay the in-process domains' outboxes to RabbitMQ without serving HTTP, until Ctrl-C.
+
+        Each outbox is relayed by one process at a time (a file lock elects it): started beside
+        a running monolith, this one waits as a standby and takes over if the monolith dies.
+        """
+        built = domains()
+        if current_config().events.broker != "rabbitmq":
+            raise click.UsageError("relay is for events.broker: rabbitmq (inline needs no relay)")
+        _stop_pullers(built)
+        names = ", ".join(r.relay.table.name for r in built.relays) or "none (all extracted)"
+        click.echo(f"relaying outboxes: {names}; Ctrl-C to stop")
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        while not stop.wait(5):
+            for leader in built.relays:
+                click.echo(f"{leader.relay.table.name}: "
+                           f"{'relaying' if leader.leading else 'standby'}, "
+                           f"{leader.relay.pending() if leader.leading else '?'} pending")
+        built.close()
+
 
 # --------------------------------------------------------------------------- extract / inline
 
