@@ -13,11 +13,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Named constraints: the same schema gets the same names on SQLite, PostgreSQL and MariaDB."""
+
+UtcDateTime = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+"""A UTC timestamp; on MySQL/MariaDB with microseconds (their DATETIME drops them by default)."""
+
+
+def new_metadata() -> MetaData:
+    """A domain's own MetaData: one per domain, so no table belongs to two."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

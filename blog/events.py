@@ -21,7 +21,6 @@ from typing import Any, Protocol
 
 from sqlalchemy import (
     Column,
-    DateTime,
     Engine,
     Integer,
     MetaData,
@@ -33,6 +32,8 @@ from sqlalchemy import (
 )
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
+
+from blog.db import UtcDateTime
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,8 @@ def outbox_table(metadata: MetaData, domain: str) -> Table:
         Column("event_id", String(64), nullable=False, unique=True),
         Column("type", String(64), nullable=False),
         Column("payload", Text, nullable=False),
-        Column("created_at", DateTime(timezone=True), nullable=False),
-        Column("published_at", DateTime(timezone=True), nullable=True, index=True),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("published_at", UtcDateTime, nullable=True, index=True),
     )
 
 

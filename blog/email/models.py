@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String, Text
+from sqlalchemy import Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from blog.db import UtcDateTime, new_metadata
 
 EVENT_ID_MAX = 128
 EMAIL_MAX = 320  # RFC 5321: 64 (local part) + 1 + 255 (domain)
 
 
 class EmailBase(DeclarativeBase):
-    pass
+    metadata = new_metadata()  # this domain's own: no table belongs to two domains
 
 
 metadata = EmailBase.metadata
@@ -43,7 +45,7 @@ class EmailMessageRecord(EmailBase):
     subject: Mapped[str] = mapped_column(String(998))  # RFC 5322 line limit
     body: Mapped[str] = mapped_column(Text)
     transport: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class ProcessedEvent(EmailBase):
@@ -51,4 +53,4 @@ class ProcessedEvent(EmailBase):
 
     event_id: Mapped[str] = mapped_column(String(EVENT_ID_MAX), primary_key=True)
     event_type: Mapped[str] = mapped_column(String(64))
-    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    processed_at: Mapped[datetime] = mapped_column(UtcDateTime)

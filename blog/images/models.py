@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from blog.db import utcnow
+from blog.db import UtcDateTime, new_metadata, utcnow
 
 
 class ImagesBase(DeclarativeBase):
-    pass
+    metadata = new_metadata()  # this domain's own: no table belongs to two domains
 
 
 metadata = ImagesBase.metadata
@@ -31,4 +31,4 @@ class ImageRecord(ImagesBase):
     original_content_type: Mapped[str] = mapped_column(String(64))
     # Informational only: the client's name never becomes part of a key or a path.
     original_filename: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

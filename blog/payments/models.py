@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String, UniqueConstraint
+from sqlalchemy import Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from blog.db import utcnow
+from blog.db import UtcDateTime, new_metadata, utcnow
 from blog.events import outbox_table
 
 
 class PaymentsBase(DeclarativeBase):
-    """The declarative base of this domain alone (see ``blog.db``)."""
+    metadata = new_metadata()  # this domain's own: no table belongs to two domains
 
 
 metadata = PaymentsBase.metadata
@@ -42,7 +42,5 @@ class PaymentRow(PaymentsBase):
     provider: Mapped[str] = mapped_column(String(32))
     provider_ref: Mapped[str | None] = mapped_column(String(255))
     decline_code: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
