@@ -13,9 +13,9 @@ connection, timeout, 5xx, open breaker).
 
 from __future__ import annotations
 
-import hmac
 import json as jsonlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -87,6 +87,7 @@ class ServiceCredentials:
         self._secret = secret
         self._ttl = ttl_seconds
         self._cache: dict[str, tuple[str, float]] = {}
+        self._verified: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
     def token_for(self, audience: str) -> str:
@@ -110,12 +111,19 @@ class ServiceCredentials:
             return token
 
     def verify(self, authorization: str | None, audience: str) -> None:
-        """Raise ServiceUnauthorized unless ``authorization`` carries a token for ``audience``."""
+        """Raise ServiceUnauthorized unless ``authorization`` carries a token for ``audience``.
+
+        A token already verified is remembered until it expires: its signature cannot change,
+        and checking it again would cost more (~70 µs) than the call it guards.
+        """
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ServiceUnauthorized("a service credential is required")
+        known = self._verified.get(token)
+        if known is not None and known[0] == audience and known[1] > time.time():
+            return
         try:
-            jwt.decode(
+            claims = jwt.decode(
                 token,
                 self._secret,
                 algorithms=["HS256"],
@@ -125,9 +133,9 @@ class ServiceCredentials:
             )
         except jwt.InvalidTokenError as exc:
             raise ServiceUnauthorized(f"the service credential was refused: {exc}") from None
-
-    def same_secret(self, other: str) -> bool:
-        return hmac.compare_digest(self._secret.encode(), other.encode())
+        if len(self._verified) >= 1024:
+            self._verified.clear()
+        self._verified[token] = (audience, float(claims["exp"]))
 
 
 class ServiceUnauthorized(Unauthorized):
@@ -192,7 +200,7 @@ class ServiceClient:
         )
         # Exponential backoff with jitter, so many callers retrying at once do not stampede.
         self._retrying = Retrying(
-            stop=stop_after_attempt(config.retries + 1),
+            stop=stop_after_attempt(config.retries),  # after the first, failed, attempt
             wait=wait_exponential(multiplier=0.05, max=1.0) + wait_random(0, 0.05),
             retry=retry_if_exception_type(_RemoteFailure),
             reraise=True,
@@ -219,8 +227,14 @@ class ServiceClient:
         """
         args = (method, path, json, params, files, headers, authenticated)
         try:
-            if not idempotent or self._config.retries == 0:
+            try:
                 return self.breaker.call(self._send, *args)
+            except _RemoteFailure:
+                if not idempotent or self._config.retries == 0:
+                    raise
+            # Only a failed call pays for the retry machinery: the happy path is one breaker
+            # call, a few microseconds, where tenacity's bookkeeping would cost ~30 µs per call.
+            time.sleep(0.05 + random.uniform(0, 0.05))  # a retry at once would meet the same fault
             for attempt in self._retrying.copy():
                 with attempt:
                     return self.breaker.call(self._send, *args)

@@ -265,3 +265,30 @@ def test_unreachable_port_is_a_fast_503(tmp_path):
     assert response.status_code == 503
     assert response.get_json()["error"]["details"]["service"] == "payments"
     app.extensions["blog.domains"].close()
+
+
+def test_only_safe_calls_are_retried():
+    """Reads (and keyed writes) are retried with backoff; a plain write is sent exactly once."""
+    from blog.config import TransportConfig
+    from blog.errors import Unavailable
+    from blog.transport import ServiceClient
+
+    dropping = CountingListener()
+    try:
+        client = ServiceClient(
+            "probe", dropping.url, TransportConfig(retries=2, breaker_fail_max=100), (),
+            lambda message: Unavailable("probe", message), ServiceCredentials(DEV_INTERNAL_TOKEN),
+        )
+        with pytest.raises(Unavailable):
+            client.call("GET", "/thing", idempotent=True)
+        eventually(lambda: _assert_equal(dropping.accepted, 3))
+        with pytest.raises(Unavailable):
+            client.call("POST", "/thing", json={}, idempotent=False)
+        eventually(lambda: _assert_equal(dropping.accepted, 4))
+        client.close()
+    finally:
+        dropping.close()
+
+
+def _assert_equal(actual: object, expected: object) -> None:
+    assert actual == expected
