@@ -101,11 +101,13 @@ class FeedPuller:
         credentials: ServiceCredentials,
         deliver: Callable[[Event], None],
         engine: Engine,
-        wait_seconds: float = 10.0,
+        wait_seconds: float = 2.0,
     ) -> None:
         self.service = service
         self._deliver = deliver
         self._engine = engine
+        # Short long-polls: an idle feed costs one request per couple of seconds, and a server
+        # shutting down gracefully never waits long for a parked request.
         self._wait = wait_seconds
         # Its own client, with its own breaker: background polling of a dead service must not
         # hold the request path's breaker open or steal its half-open probe.
