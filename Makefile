@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run services test lint clean worker relay
+.PHONY: install run services test lint clean bench bench-matrix worker relay
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,13 +25,31 @@ services: $(STAMP)
 
 ## The whole suite: lint, module boundaries, tests.
 test: $(STAMP)
-	$(BIN)/ruff check blog extracted tests
+	$(BIN)/ruff check blog extracted tests bench
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 
+## Latency suite in the topology config.yaml describes (BLOG_BENCH_TOPOLOGY=images-http etc.
+## overrides it): saved under .benchmarks/ as <topology>, then compared with the previous run.
+BENCH_OPTS ?=
+bench: $(STAMP)
+	@topology=$$($(BIN)/python bench/latency.py topology) && \
+	echo "== latency suite, topology: $$topology" && \
+	$(BIN)/pytest tests/latency -q --benchmark-enable --benchmark-save=$$topology \
+		--benchmark-save-data --benchmark-sort=name \
+		--benchmark-columns=min,median,iqr,max,rounds $(BENCH_OPTS) && \
+	$(BIN)/python bench/latency.py compare
+
+## Every topology, the floors, CPU/memory per request and fault isolation, CPU-pinned:
+## reports/latency.md and reports/latency.png (about 5 minutes).
+bench-matrix: $(STAMP)
+	@$(BIN)/python -c "import matplotlib" 2>/dev/null || \
+		$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/matrix.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check blog extracted tests
-	$(BIN)/ruff format --check blog extracted tests
+	$(BIN)/ruff check blog extracted tests bench
+	$(BIN)/ruff format --check blog extracted tests bench
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache

@@ -17,17 +17,13 @@ silently disappearing.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import logging
 import random
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pika
@@ -39,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from blog.errors import DomainError, InvalidInput
 from blog.events import Event, OutboxEventBus
+from blog.leader import Leader
 
 log = logging.getLogger(__name__)
 
@@ -641,55 +638,10 @@ class EventConsumer:
         )
 
 
-class SingleRelay:
-    """Runs ``relay`` in exactly one process per outbox, whichever holds a file lock.
-
-    Every gunicorn worker builds the same app, and each would otherwise relay the same outbox:
-    nothing would be lost, but every event would be published once per worker. The lock is the
-    operating system's, so it is released even when its holder is SIGKILLed, and another process
-    takes over within ``retry_seconds``.
-    """
+class SingleRelay(Leader):
+    """``relay`` run by exactly one process per outbox (see ``blog.leader``)."""
 
     def __init__(self, relay: OutboxRelay, retry_seconds: float = 1.0) -> None:
         self.relay = relay
-        digest = hashlib.sha1(
-            f"{relay.engine.url.render_as_string(hide_password=True)}|{relay.table.name}".encode()
-        ).hexdigest()[:16]
-        self.lock_path = Path(tempfile.gettempdir()) / f"strangler-blog-relay-{digest}.lock"
-        self._retry = retry_seconds
-        self._stopping = threading.Event()
-        self._lock_file: Any = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def leading(self) -> bool:
-        return self._lock_file is not None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._run, name=f"relay-leader-{self.relay.table.name}", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            handle = self.lock_path.open("a")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.close()
-                self._stopping.wait(self._retry)
-                continue
-            self._lock_file = handle
-            log.info("relay %s: this process relays it", self.relay.table.name)
-            self.relay.start()
-            return
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(self._retry + 1)
-        if self._lock_file is not None:
-            self.relay.stop()
-            self._lock_file.close()  # releases the lock
-            self._lock_file = None
+        url = relay.engine.url.render_as_string(hide_password=True)
+        super().__init__(f"relay {url} {relay.table.name}", relay.start, relay.stop, retry_seconds)

@@ -104,9 +104,11 @@ def register(app: Flask) -> None:
             signal.signal(signum, lambda *_: stop.set())
         while not stop.wait(5):
             for leader in built.relays:
-                click.echo(f"{leader.relay.table.name}: "
-                           f"{'relaying' if leader.leading else 'standby'}, "
-                           f"{leader.relay.pending() if leader.leading else '?'} pending")
+                click.echo(
+                    f"{leader.relay.table.name}: "
+                    f"{'relaying' if leader.leading else 'standby'}, "
+                    f"{leader.relay.pending() if leader.leading else '?'} pending"
+                )
         built.close()
 
 

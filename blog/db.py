@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -72,7 +72,12 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def create_tables(engine: Engine, metadata: MetaData) -> None:
-    metadata.create_all(engine)
+    """Create what is missing. Several workers starting at once may race between the check and
+    the CREATE; the loser finds the table made by the winner on its second look."""
+    try:
+        metadata.create_all(engine)
+    except (OperationalError, ProgrammingError, IntegrityError):
+        metadata.create_all(engine)
 
 
 @contextmanager

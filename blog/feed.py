@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 20.0
 MAX_BATCH = 500
-POLL_SLICE_SECONDS = 0.1
+POLL_SLICE_SECONDS = 0.25
 
 metadata = MetaData()
 cursors = Table(
@@ -112,12 +112,17 @@ class FeedPuller:
         # Its own client, with its own breaker: background polling of a dead service must not
         # hold the request path's breaker open or steal its half-open probe.
         feed_transport = dataclasses.replace(
-            transport, read_timeout_seconds=wait_seconds + transport.read_timeout_seconds,
+            transport,
+            read_timeout_seconds=wait_seconds + transport.read_timeout_seconds,
             retries=0,
         )
         self._client = ServiceClient(
-            f"{service}", base_url, feed_transport, errors=(),
-            unavailable=lambda message: Unavailable(service, message), credentials=credentials,
+            f"{service}",
+            base_url,
+            feed_transport,
+            errors=(),
+            unavailable=lambda message: Unavailable(service, message),
+            credentials=credentials,
             pool_size=1,
         )
         self._stop = threading.Event()
@@ -148,7 +153,9 @@ class FeedPuller:
         """Deliver what the feed has after our position; returns how many events."""
         after = self.position()
         response = self._client.call(
-            "GET", "/events", params={"after": after, "limit": 100, "wait": wait},
+            "GET",
+            "/events",
+            params={"after": after, "limit": 100, "wait": wait},
             idempotent=True,
         )
         body = response.json()

@@ -34,6 +34,7 @@ from blog.events import (
 )
 from blog.feed import FeedPuller
 from blog.images import ImagesService
+from blog.leader import Leader
 from blog.payments import PaymentsService
 from blog.posts import PostsService
 from blog.timing import TimedDomain
@@ -59,7 +60,7 @@ class Domains:
     bus: EventBus
     modes: dict[str, str]
     engine: Engine
-    pullers: list[FeedPuller] = field(default_factory=list)
+    pullers: list[Leader] = field(default_factory=list)
     relays: list[Any] = field(default_factory=list)
     consumers: list[Any] = field(default_factory=list)
     _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
@@ -183,7 +184,7 @@ def build(config: Config) -> Domains:
 
     inprocess = _inprocess_factories(config, sessions, bus_for)
     built: dict[str, Any] = {}
-    pullers: list[FeedPuller] = []
+    pullers: list[Leader] = []
     for domain in DOMAINS:
         if modes[domain] == "inprocess":
             # Only the domains that live here get tables here: after extraction the monolith
@@ -194,11 +195,13 @@ def build(config: Config) -> Domains:
             built[domain] = _http_client(domain, config, credentials)
             if domain in PUBLISHERS and not rabbitmq:
                 url = config.services[domain].url or ""
-                pullers.append(
-                    FeedPuller(
-                        domain, url, config.transport, credentials, inline_bus.deliver, engine
-                    )
+                puller = FeedPuller(
+                    domain, url, config.transport, credentials, inline_bus.deliver, engine
                 )
+                # one puller per feed across the monolith's processes, or each worker would
+                # handle every event (and send every email) once more
+                key = f"feed {engine.url.render_as_string(hide_password=True)} {domain}"
+                pullers.append(Leader(key, puller.start, puller.stop))
 
     timed = {name: TimedDomain(impl, name, modes[name]) for name, impl in built.items()}
     remote = any(mode != "inprocess" for mode in modes.values())

@@ -156,9 +156,19 @@ class ServiceProcess:
         env = {**os.environ, "BLOG_CONFIG": str(self.config_path), "BLOG_SERVICE_WORKERS": "1"}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(BIN / "gunicorn"), "-c", str(ROOT / "extracted" / "gunicorn.conf.py"),
-                 "-b", f"127.0.0.1:{self.port}", f"extracted.{self.domain}.wsgi:app"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    str(BIN / "gunicorn"),
+                    "-c",
+                    str(ROOT / "extracted" / "gunicorn.conf.py"),
+                    "-b",
+                    f"127.0.0.1:{self.port}",
+                    f"extracted.{self.domain}.wsgi:app",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -246,8 +256,14 @@ class IsolatedBroker:
         self.url = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
     def overrides(self) -> dict[str, Any]:
-        return {"events": {"broker": "rabbitmq", "exchange": self.exchange,
-                           "queue_prefix": self.queue_prefix, "rabbitmq_url": self.url}}
+        return {
+            "events": {
+                "broker": "rabbitmq",
+                "exchange": self.exchange,
+                "queue_prefix": self.queue_prefix,
+                "rabbitmq_url": self.url,
+            }
+        }
 
     def delete(self) -> None:
         import pika

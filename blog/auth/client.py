@@ -20,7 +20,9 @@ class HttpAuthClient:
     def register(self, email: str, name: str, password: str) -> User:
         # Not retried: a repeat after a lost response would answer "email taken".
         response = self.transport.call(
-            "POST", "/register", json={"email": email, "name": name, "password": password},
+            "POST",
+            "/register",
+            json={"email": email, "name": name, "password": password},
             idempotent=False,
         )
         return User(**response.json())
@@ -52,7 +54,6 @@ class HttpAuthClient:
 
     def close(self) -> None:
         self.transport.close()
-
 
 
 def _path_id(user_id: object) -> int:

@@ -48,7 +48,7 @@ def check_password(password: str, stored: str) -> bool:
     """True when ``password`` matches ``stored``; False for a malformed or foreign hash."""
     if not stored.startswith(SCHEME):
         return False
-    hashed = stored[len(SCHEME):].encode("ascii", "replace")
+    hashed = stored[len(SCHEME) :].encode("ascii", "replace")
     try:
         return bcrypt.checkpw(_prehash(password, hashed[:_SALT_LENGTH]), hashed)
     except (ValueError, UnicodeError):

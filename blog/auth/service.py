@@ -88,8 +88,9 @@ def _user_id(value: object) -> int:
 
 
 def _email_taken() -> EmailTaken:
-    return EmailTaken("email: an account with this email already exists",
-                      details={"field": "email"})
+    return EmailTaken(
+        "email: an account with this email already exists", details={"field": "email"}
+    )
 
 
 def _to_user(row: UserRow) -> User:
@@ -117,14 +118,23 @@ class InProcessAuthService:
             with transaction(self._session_factory) as session:
                 if session.scalar(select(UserRow.id).where(UserRow.email == email)) is not None:
                     raise _email_taken()
-                row = UserRow(email=email, name=name, password_hash=password_hash,
-                              created_at=now, updated_at=now)
+                row = UserRow(
+                    email=email,
+                    name=name,
+                    password_hash=password_hash,
+                    created_at=now,
+                    updated_at=now,
+                )
                 session.add(row)
                 session.flush()
                 user = _to_user(row)
-                self._bus.publish(session, Event(
-                    USER_REGISTERED, {"user_id": user.id, "email": user.email, "name": user.name},
-                ))
+                self._bus.publish(
+                    session,
+                    Event(
+                        USER_REGISTERED,
+                        {"user_id": user.id, "email": user.email, "name": user.name},
+                    ),
+                )
         except IntegrityError:  # a concurrent registration won the race for the unique email
             raise _email_taken() from None
         return user
@@ -170,9 +180,13 @@ class InProcessAuthService:
                 raise UserNotFound(f"user {user_id} does not exist")
             if row.name != name:
                 old_name, row.name, row.updated_at = row.name, name, utcnow()
-                self._bus.publish(session, Event(
-                    USER_RENAMED, {"user_id": user_id, "name": name, "old_name": old_name},
-                ))
+                self._bus.publish(
+                    session,
+                    Event(
+                        USER_RENAMED,
+                        {"user_id": user_id, "name": name, "old_name": old_name},
+                    ),
+                )
             return _to_user(row)
 
     def health(self) -> dict[str, object]:

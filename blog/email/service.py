@@ -38,10 +38,26 @@ SUBJECT_MAX = 200
 SIGNATURE = f"\n\nThe {PRODUCT_NAME} team\n"
 
 # Currencies whose minor unit is not a hundredth (the ISO 4217 exponents Stripe uses).
-_ZERO_DECIMAL = frozenset({
-    "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga",
-    "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf",
-})
+_ZERO_DECIMAL = frozenset(
+    {
+        "bif",
+        "clp",
+        "djf",
+        "gnf",
+        "jpy",
+        "kmf",
+        "krw",
+        "mga",
+        "pyg",
+        "rwf",
+        "ugx",
+        "vnd",
+        "vuv",
+        "xaf",
+        "xof",
+        "xpf",
+    }
+)
 _THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
 # Deliberately loose: auth validated the address; this only keeps header injection out.
@@ -135,11 +151,16 @@ class InProcessEmailService:
                 raise  # another constraint (a racing recipient insert): let the broker retry
             log.warning(
                 "email: event %s (%s) was handled concurrently; its email may have gone out twice",
-                event.id, event.type,
+                event.id,
+                event.type,
             )
             return False
-        log.info("email: handled event %s (%s)%s", event.id, event.type,
-                 f", mailed {draft.to}" if draft else "")
+        log.info(
+            "email: handled event %s (%s)%s",
+            event.id,
+            event.type,
+            f", mailed {draft.to}" if draft else "",
+        )
         return True
 
     def list_inbox(self, limit: int = 50) -> list[EmailMessage]:
@@ -183,10 +204,16 @@ class InProcessEmailService:
             if change is not None:
                 _apply(session, change)
             if draft is not None:
-                session.add(EmailMessageRecord(
-                    event_id=event.id, to=draft.to, subject=draft.subject, body=draft.body,
-                    transport=self._transport.name, created_at=now,
-                ))
+                session.add(
+                    EmailMessageRecord(
+                        event_id=event.id,
+                        to=draft.to,
+                        subject=draft.subject,
+                        body=draft.body,
+                        transport=self._transport.name,
+                        created_at=now,
+                    )
+                )
 
     # ------------------------------------------------------------------ one handler per event
 
@@ -222,8 +249,9 @@ class InProcessEmailService:
         if amount < 0:
             raise MalformedEvent("data.amount must not be negative", details={"field": "amount"})
         if not _CURRENCY.fullmatch(currency):
-            raise MalformedEvent("data.currency must be a 3-letter ISO 4217 code",
-                                 details={"field": "currency"})
+            raise MalformedEvent(
+                "data.currency must be a 3-letter ISO 4217 code", details={"field": "currency"}
+            )
         if reference is not None and not isinstance(reference, str):
             raise _malformed(data, "provider_ref", "a string or null")
         payer = self._recipient(_int(data, "user_id"))
@@ -233,10 +261,12 @@ class InProcessEmailService:
             lines.append(f"Reference: {reference}")
         body = (
             f"{_greeting(payer.name)}\n\nthank you for your payment. Your receipt:\n\n"
-            + "\n".join(lines) + SIGNATURE
+            + "\n".join(lines)
+            + SIGNATURE
         )
-        return _Outcome(_Draft(payer.email, f"Your receipt for payment #{payment_id}: {total}",
-                               body))
+        return _Outcome(
+            _Draft(payer.email, f"Your receipt for payment #{payment_id}: {total}", body)
+        )
 
 
 # ---------------------------------------------------------------------- helpers
@@ -294,6 +324,11 @@ def _greeting(name: str) -> str:
 
 def _to_message(row: EmailMessageRecord) -> EmailMessage:
     return EmailMessage(
-        id=row.id, event_id=row.event_id, to=row.to, subject=row.subject, body=row.body,
-        transport=row.transport, created_at=isoformat(row.created_at),
+        id=row.id,
+        event_id=row.event_id,
+        to=row.to,
+        subject=row.subject,
+        body=row.body,
+        transport=row.transport,
+        created_at=isoformat(row.created_at),
     )

@@ -81,8 +81,13 @@ class SmtpTransport:
                 f"SMTP delivery via {self.host}:{self.port} failed: {exc}",
                 details={"host": self.host, "port": self.port},
             ) from exc
-        log.info("smtp transport: sent %s to %s via %s:%s",
-                 message["Message-ID"], to, self.host, self.port)
+        log.info(
+            "smtp transport: sent %s to %s via %s:%s",
+            message["Message-ID"],
+            to,
+            self.host,
+            self.port,
+        )
 
 
 def build_message(from_address: str, to: str, subject: str, body: str) -> EmailMessage:

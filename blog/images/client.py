@@ -23,7 +23,11 @@ class HttpImagesClient:
         # ImageStorageError lives with the storage backends, not in ERRORS, but the service
         # raises it all the same: map it too, or a failing store would look like a dead service.
         self.transport = ServiceClient(
-            "images", base_url, transport, (*ERRORS, ImageStorageError), ImagesUnavailable,
+            "images",
+            base_url,
+            transport,
+            (*ERRORS, ImageStorageError),
+            ImagesUnavailable,
             credentials,
         )
 
@@ -32,7 +36,8 @@ class HttpImagesClient:
         # store a duplicate. A filename is always sent: without one the part is a form field,
         # not a file.
         response = self.transport.call(
-            "POST", "/upload",
+            "POST",
+            "/upload",
             files={"image": (filename or "upload", BytesIO(data), "application/octet-stream")},
             idempotent=False,
         )

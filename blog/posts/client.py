@@ -47,9 +47,15 @@ class HttpPostsClient:
     ) -> Post:
         # Not retried: a repeat after a lost response would publish the post twice.
         response = self.transport.call(
-            "POST", "/posts",
-            json={"title": title, "body": body, "author_id": author_id,
-                  "author_name": author_name, "image_url": image_url},
+            "POST",
+            "/posts",
+            json={
+                "title": title,
+                "body": body,
+                "author_id": author_id,
+                "author_name": author_name,
+                "image_url": image_url,
+            },
             idempotent=False,
         )
         return Post(**response.json())
@@ -90,16 +96,23 @@ class HttpPostsClient:
         # and "no such post" is a true answer; failing with "unavailable" on a transient
         # error (the alternative) would report a failure for a delete that may well be done.
         self.transport.call(
-            "DELETE", f"/posts/{_wire_int(post_id, 'post_id')}",
-            params={"editor_id": _wire_int(editor_id, "editor_id")}, idempotent=True,
+            "DELETE",
+            f"/posts/{_wire_int(post_id, 'post_id')}",
+            params={"editor_id": _wire_int(editor_id, "editor_id")},
+            idempotent=True,
         )
 
     def add_comment(self, post_id: int, author_id: int, author_name: str, body: str) -> Comment:
         # Not retried: a repeat after a lost response would post the comment twice.
         response = self.transport.call(
-            "POST", "/comments",
-            json={"post_id": post_id, "author_id": author_id, "author_name": author_name,
-                  "body": body},
+            "POST",
+            "/comments",
+            json={
+                "post_id": post_id,
+                "author_id": author_id,
+                "author_name": author_name,
+                "body": body,
+            },
             idempotent=False,
         )
         return Comment(**response.json())

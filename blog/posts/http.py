@@ -63,8 +63,11 @@ def make_blueprint(service: PostsService) -> Blueprint:
     def create_post() -> tuple[Response, int]:
         data = body()
         post = service.create_post(
-            data.get("author_id"), data.get("author_name"), data.get("title"),
-            data.get("body"), data.get("image_url"),
+            data.get("author_id"),
+            data.get("author_name"),
+            data.get("title"),
+            data.get("body"),
+            data.get("image_url"),
         )
         return jsonify(asdict(post)), 201
 
@@ -83,8 +86,10 @@ def make_blueprint(service: PostsService) -> Blueprint:
     def update_post(post_id: int) -> Response:
         data = body()
         post = service.update_post(
-            post_id, data.get("editor_id"),
-            title=data.get("title"), body=data.get("body"),
+            post_id,
+            data.get("editor_id"),
+            title=data.get("title"),
+            body=data.get("body"),
             # a missing key leaves the image alone; an explicit null removes it
             image_url=data.get("image_url", UNSET),
         )

@@ -86,16 +86,25 @@ def _image_url(value: object) -> str | None:
 
 def _to_post(row: PostRow) -> Post:
     return Post(
-        id=row.id, title=row.title, body=row.body, author_id=row.author_id,
-        author_name=row.author_name, image_url=row.image_url,
-        created_at=isoformat(row.created_at), updated_at=isoformat(row.updated_at),
+        id=row.id,
+        title=row.title,
+        body=row.body,
+        author_id=row.author_id,
+        author_name=row.author_name,
+        image_url=row.image_url,
+        created_at=isoformat(row.created_at),
+        updated_at=isoformat(row.updated_at),
     )
 
 
 def _to_comment(row: CommentRow) -> Comment:
     return Comment(
-        id=row.id, post_id=row.post_id, author_id=row.author_id, author_name=row.author_name,
-        body=row.body, created_at=isoformat(row.created_at),
+        id=row.id,
+        post_id=row.post_id,
+        author_id=row.author_id,
+        author_name=row.author_name,
+        body=row.body,
+        created_at=isoformat(row.created_at),
     )
 
 
@@ -114,7 +123,11 @@ class InProcessPostsService:
         self._config = config
 
     def create_post(
-        self, author_id: int, author_name: str, title: str, body: str,
+        self,
+        author_id: int,
+        author_name: str,
+        title: str,
+        body: str,
         image_url: str | None = None,
     ) -> Post:
         author_id = _id(author_id, "author_id")
@@ -124,15 +137,30 @@ class InProcessPostsService:
         image_url = _image_url(image_url)
         now = utcnow()
         with transaction(self._session_factory) as session:
-            row = PostRow(title=title, body=body, author_id=author_id, author_name=author_name,
-                          image_url=image_url, created_at=now, updated_at=now)
+            row = PostRow(
+                title=title,
+                body=body,
+                author_id=author_id,
+                author_name=author_name,
+                image_url=image_url,
+                created_at=now,
+                updated_at=now,
+            )
             session.add(row)
             session.flush()
             post = _to_post(row)
-            self._bus.publish(session, Event(POST_CREATED, {
-                "post_id": post.id, "title": post.title,
-                "author_id": post.author_id, "author_name": post.author_name,
-            }))
+            self._bus.publish(
+                session,
+                Event(
+                    POST_CREATED,
+                    {
+                        "post_id": post.id,
+                        "title": post.title,
+                        "author_id": post.author_id,
+                        "author_name": post.author_name,
+                    },
+                ),
+            )
         return post
 
     def get_post(self, post_id: int) -> Post:
@@ -150,18 +178,27 @@ class InProcessPostsService:
         offset = (page - 1) * per_page
         with self._session_factory() as session:
             total = session.scalar(select(func.count()).select_from(PostRow)) or 0
-            rows = [] if offset >= total else session.scalars(
-                select(PostRow)
-                .order_by(PostRow.created_at.desc(), PostRow.id.desc())
-                .offset(offset)
-                .limit(per_page)
-            ).all()
+            rows = (
+                []
+                if offset >= total
+                else session.scalars(
+                    select(PostRow)
+                    .order_by(PostRow.created_at.desc(), PostRow.id.desc())
+                    .offset(offset)
+                    .limit(per_page)
+                ).all()
+            )
             items = [_to_post(row) for row in rows]
         return PostPage(items=items, page=page, per_page=per_page, total=total)
 
     def update_post(
-        self, post_id: int, editor_id: int, *, title: str | None = None,
-        body: str | None = None, image_url: str | object | None = UNSET,
+        self,
+        post_id: int,
+        editor_id: int,
+        *,
+        title: str | None = None,
+        body: str | None = None,
+        image_url: str | object | None = UNSET,
     ) -> Post:
         post_id, editor_id = _id(post_id, "post_id"), _id(editor_id, "editor_id")
         changes: dict[str, object] = {}
@@ -196,8 +233,13 @@ class InProcessPostsService:
             with transaction(self._session_factory) as session:
                 if session.get(PostRow, post_id) is None:
                     raise _not_found(post_id)
-                row = CommentRow(post_id=post_id, author_id=author_id, author_name=author_name,
-                                 body=body, created_at=utcnow())
+                row = CommentRow(
+                    post_id=post_id,
+                    author_id=author_id,
+                    author_name=author_name,
+                    body=body,
+                    created_at=utcnow(),
+                )
                 session.add(row)
                 session.flush()
                 return _to_comment(row)

@@ -69,8 +69,9 @@ def config(tmp_path: Path, topology_spec: Topology) -> Iterator[Config]:
             worker_dir.mkdir()
             worker_config = make_config(
                 worker_dir,
-                services={"email": {**email,
-                                    "database_url": f"sqlite:///{worker_dir}/email-service.db"}},
+                services={
+                    "email": {**email, "database_url": f"sqlite:///{worker_dir}/email-service.db"}
+                },
                 **extra,
             )
             stoppers.append(ThreadedEmailWorker(worker_config))

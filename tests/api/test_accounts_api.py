@@ -99,8 +99,12 @@ def _b64(data: dict) -> str:
     [
         pytest.param(
             lambda uid: jwt.encode(
-                {"sub": str(uid), "iss": "strangler-blog", "iat": int(time.time()),
-                 "exp": int(time.time()) + 600},
+                {
+                    "sub": str(uid),
+                    "iss": "strangler-blog",
+                    "iat": int(time.time()),
+                    "exp": int(time.time()) + 600,
+                },
                 "some-other-secret-that-is-long-enough-0123456789",
                 algorithm="HS256",
             ),
@@ -108,17 +112,31 @@ def _b64(data: dict) -> str:
         ),
         pytest.param(
             lambda uid: jwt.encode(
-                {"sub": str(uid), "iss": "strangler-blog", "iat": int(time.time()) - 7200,
-                 "exp": int(time.time()) - 3600},
+                {
+                    "sub": str(uid),
+                    "iss": "strangler-blog",
+                    "iat": int(time.time()) - 7200,
+                    "exp": int(time.time()) - 3600,
+                },
                 DEV_JWT_SECRET,
                 algorithm="HS256",
             ),
             id="expired",
         ),
         pytest.param(
-            lambda uid: _b64({"alg": "none", "typ": "JWT"}) + "."
-            + _b64({"sub": str(uid), "iss": "strangler-blog", "iat": int(time.time()),
-                    "exp": int(time.time()) + 600}) + ".",
+            lambda uid: (
+                _b64({"alg": "none", "typ": "JWT"})
+                + "."
+                + _b64(
+                    {
+                        "sub": str(uid),
+                        "iss": "strangler-blog",
+                        "iat": int(time.time()),
+                        "exp": int(time.time()) + 600,
+                    }
+                )
+                + "."
+            ),
             id="alg-none",
         ),
         pytest.param(lambda uid: "not.a.token", id="garbage"),
@@ -132,8 +150,12 @@ def test_bad_tokens_are_refused(client, auth, make_token):
 
 
 def test_writes_need_a_bearer_token(client):
-    for method, path in [("post", "/api/posts"), ("post", "/api/upload"),
-                         ("post", "/api/payment"), ("patch", "/api/me")]:
+    for method, path in [
+        ("post", "/api/posts"),
+        ("post", "/api/upload"),
+        ("post", "/api/payment"),
+        ("patch", "/api/me"),
+    ]:
         response = getattr(client, method)(path, json={})
         assert response.status_code == 401, path
         assert response.get_json()["error"]["code"] == "invalid_token"
@@ -159,6 +181,5 @@ def test_public_profile_hides_the_email(client, auth):
     user = auth.register()
     profile = client.get(f"/api/users/{user['id']}")
     assert profile.status_code == 200
-    assert profile.get_json() == {"id": user["id"], "name": "Ada",
-                                  "created_at": user["created_at"]}
+    assert profile.get_json() == {"id": user["id"], "name": "Ada", "created_at": user["created_at"]}
     assert client.get("/api/users/9999").status_code == 404

@@ -35,8 +35,9 @@ def test_malformed_bodies(client, data, content_type, status):
 
 
 def test_oversized_json_is_a_413(client):
-    response = client.post("/api/register", data="[" + "1," * 600_000 + "1]",
-                           content_type="application/json")
+    response = client.post(
+        "/api/register", data="[" + "1," * 600_000 + "1]", content_type="application/json"
+    )
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "payload_too_large"
 
@@ -49,7 +50,9 @@ def test_unexpected_errors_are_a_json_500(app, client, monkeypatch):
     response = client.get("/api/posts")
     assert response.status_code == 500
     assert response.get_json()["error"] == {
-        "code": "internal_error", "message": "something went wrong on our side"}
+        "code": "internal_error",
+        "message": "something went wrong on our side",
+    }
 
 
 def test_request_id_is_taken_or_made_and_logged(client, caplog):

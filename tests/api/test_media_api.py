@@ -66,8 +66,12 @@ def test_oversized_upload_is_a_json_413(tmp_path, auth):
 
 def test_upload_needs_the_image_field(client, auth):
     headers = auth.signup()
-    missing = client.post("/api/upload", data={"file": (io.BytesIO(b"x"), "x.jpg")},
-                          headers=headers, content_type="multipart/form-data")
+    missing = client.post(
+        "/api/upload",
+        data={"file": (io.BytesIO(b"x"), "x.jpg")},
+        headers=headers,
+        content_type="multipart/form-data",
+    )
     assert missing.status_code == 400
     not_multipart = client.post("/api/upload", json={"image": "x"}, headers=headers)
     assert not_multipart.status_code == 400

@@ -10,8 +10,11 @@ CARD = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 
 
 def _pay(client, headers, key="order-1", **body):
-    return client.post("/api/payment", json=CARD | body,
-                       headers=headers | ({"Idempotency-Key": key} if key else {}))
+    return client.post(
+        "/api/payment",
+        json=CARD | body,
+        headers=headers | ({"Idempotency-Key": key} if key else {}),
+    )
 
 
 def test_successful_payment_and_receipt(client, auth):
@@ -45,8 +48,9 @@ def test_replayed_idempotency_key_charges_once(client, auth):
     assert first == second
 
     def receipts() -> list[dict]:
-        found = [m for m in client.get("/api/dev/inbox").get_json()["items"]
-                 if "19.99" in m["body"]]
+        found = [
+            m for m in client.get("/api/dev/inbox").get_json()["items"] if "19.99" in m["body"]
+        ]
         assert found
         return found
 

@@ -47,8 +47,13 @@ def test_bad_pagination_is_a_400(client, query):
 
 @pytest.mark.parametrize(
     "body",
-    [{"body": "no title"}, {"title": "no body"}, {"title": 5, "body": "x"},
-     {"title": "", "body": "x"}, {"title": "x", "body": "x", "image_url": 3}],
+    [
+        {"body": "no title"},
+        {"title": "no body"},
+        {"title": 5, "body": "x"},
+        {"title": "", "body": "x"},
+        {"title": "x", "body": "x", "image_url": 3},
+    ],
 )
 def test_create_rejects_bad_fields(client, auth, body):
     response = client.post("/api/posts", json=body, headers=auth.signup())
@@ -68,8 +73,7 @@ def test_comments(client, auth):
     author = auth.signup()
     post = _create(client, author)
     reader = auth.signup(email="bob@example.com", name="Bob")
-    added = client.post(f"/api/posts/{post['id']}/comments", json={"body": "Nice!"},
-                        headers=reader)
+    added = client.post(f"/api/posts/{post['id']}/comments", json={"body": "Nice!"}, headers=reader)
     assert added.status_code == 201
     assert added.get_json()["author_name"] == "Bob"
     listed = client.get(f"/api/posts/{post['id']}/comments").get_json()["items"]

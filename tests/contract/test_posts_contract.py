@@ -54,11 +54,16 @@ def _post(posts, author_id: int | None = None, **fields: Any) -> Post:
 
 def test_create_get_and_list(posts):
     author = new_user()
-    post = posts.create_post(author, "Ada", "  Hello  ", "World\n\twith lines",
-                             image_url="/images/a.jpg")
+    post = posts.create_post(
+        author, "Ada", "  Hello  ", "World\n\twith lines", image_url="/images/a.jpg"
+    )
     assert isinstance(post, Post)
     assert (post.title, post.body, post.author_id, post.author_name, post.image_url) == (
-        "Hello", "World\n\twith lines", author, "Ada", "/images/a.jpg",
+        "Hello",
+        "World\n\twith lines",
+        author,
+        "Ada",
+        "/images/a.jpg",
     )
     assert post.created_at == post.updated_at
     assert posts.get_post(post.id) == post
@@ -138,7 +143,10 @@ def test_comments(posts):
     first = posts.add_comment(post.id, bob, "Bob", "Nice!")
     assert isinstance(first, Comment)
     assert (first.post_id, first.author_id, first.author_name, first.body) == (
-        post.id, bob, "Bob", "Nice!",
+        post.id,
+        bob,
+        "Bob",
+        "Nice!",
     )
     second = posts.add_comment(post.id, eve, "Eve", "line one\nline two")
     listed = posts.list_comments(post.id)
@@ -244,15 +252,22 @@ def test_the_wire_refuses_what_the_client_never_sends(tmp_path):
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
 
-    for url, field in [("/posts?page=abc", "page"), ("/posts?per_page=1.5", "per_page"),
-                       ("/comments", "post_id"), ("/comments?post=x", "post_id")]:
+    for url, field in [
+        ("/posts?page=abc", "page"),
+        ("/posts?per_page=1.5", "per_page"),
+        ("/comments", "post_id"),
+        ("/comments?post=x", "post_id"),
+    ]:
         response = client.get(url)
         assert response.status_code == 400, url
         assert response.get_json()["error"]["code"] == "invalid_input"
         assert response.get_json()["error"]["details"] == {"field": field}
     assert client.delete("/posts/1").get_json()["error"]["details"] == {"field": "editor_id"}
-    for envelope in [{}, {"id": "1", "type": "user.renamed", "occurred_at": "t", "data": []},
-                     {"id": 1, "type": "user.renamed", "occurred_at": "t", "data": {}}]:
+    for envelope in [
+        {},
+        {"id": "1", "type": "user.renamed", "occurred_at": "t", "data": []},
+        {"id": 1, "type": "user.renamed", "occurred_at": "t", "data": {}},
+    ]:
         response = client.post("/events", json=envelope)
         assert response.status_code == 400
         assert response.get_json()["error"]["code"] == "invalid_input"

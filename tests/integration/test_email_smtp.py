@@ -101,9 +101,12 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-        ), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -111,11 +114,13 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
     )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -225,9 +230,7 @@ def test_starttls_with_a_trusted_self_signed_certificate(
 def test_starttls_refuses_an_untrusted_certificate(
     smtp_server: Any, certificate: tuple[Path, Path]
 ) -> None:
-    collector, port = smtp_server(
-        tls_context=server_tls(*certificate), require_starttls=True
-    )
+    collector, port = smtp_server(tls_context=server_tls(*certificate), require_starttls=True)
     # The default context trusts the system CAs only, so the self-signed certificate fails.
     with pytest.raises(EmailTransportError) as caught:
         SmtpTransport("127.0.0.1", port, starttls=True, timeout=5).send(

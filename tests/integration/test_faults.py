@@ -104,7 +104,8 @@ def test_images_down_the_rest_still_serves(gateway_with_images, images_service):
     stored = _upload(client, headers)
     assert stored.status_code == 201
     post = client.post(
-        "/api/posts", json={"title": "t", "body": "b", "image_url": stored.get_json()["url"]},
+        "/api/posts",
+        json={"title": "t", "body": "b", "image_url": stored.get_json()["url"]},
         headers=headers,
     ).get_json()
 
@@ -124,9 +125,7 @@ def test_images_down_the_rest_still_serves(gateway_with_images, images_service):
     assert health["domains"]["posts"]["status"] == "ok"
 
 
-def test_breaker_opens_fails_fast_without_network_and_recovers(
-    gateway_with_images, images_service
-):
+def test_breaker_opens_fails_fast_without_network_and_recovers(gateway_with_images, images_service):
     client = gateway_with_images.test_client()
     headers = AuthActions(client).signup()
     breaker = gateway_with_images.extensions["blog.domains"].images.transport.breaker
@@ -163,7 +162,8 @@ def test_a_hung_service_times_out_instead_of_hanging(tmp_path):
     hung = CountingListener(hold=True)
     try:
         config = make_config(
-            tmp_path, services={"images": {"mode": "http", "url": hung.url}},
+            tmp_path,
+            services={"images": {"mode": "http", "url": hung.url}},
             transport=FAST_BREAKER,
         )
         app = create_app(config)
@@ -195,11 +195,16 @@ def test_auth_down_post_detail_shows_the_stored_author_name(tmp_path):
         auth_service.kill()
         detail = client.get(f"/api/posts/{post_id}")
         assert detail.status_code == 200
-        assert detail.get_json()["author"] == {"id": post.get_json()["author_id"], "name": "Ada",
-                                               "source": "post"}
+        assert detail.get_json()["author"] == {
+            "id": post.get_json()["author_id"],
+            "name": "Ada",
+            "source": "post",
+        }
         assert client.get("/api/posts").status_code == 200
-        assert client.post("/api/posts", json={"title": "t", "body": "b"},
-                           headers=headers).status_code == 503  # verifying a token needs auth
+        assert (
+            client.post("/api/posts", json={"title": "t", "body": "b"}, headers=headers).status_code
+            == 503
+        )  # verifying a token needs auth
         app.extensions["blog.domains"].close()
 
 
@@ -230,19 +235,26 @@ def test_a_service_refuses_calls_without_its_own_credential(tmp_path):
         credentials = ServiceCredentials(DEV_INTERNAL_TOKEN)
         refused = {
             "none": {},
-            "wrong secret": {"Authorization": "Bearer " + ServiceCredentials(
-                "another-secret-entirely-0123456789abcdef").token_for("auth")},
+            "wrong secret": {
+                "Authorization": "Bearer "
+                + ServiceCredentials("another-secret-entirely-0123456789abcdef").token_for("auth")
+            },
             "another service's": {"Authorization": "Bearer " + credentials.token_for("images")},
             "a raw secret": {"Authorization": f"Bearer {DEV_INTERNAL_TOKEN}"},
         }
         for name, headers in refused.items():
-            response = requests.post(auth_service.url + "/register", json=body, headers=headers,
-                                     timeout=5)
+            response = requests.post(
+                auth_service.url + "/register", json=body, headers=headers, timeout=5
+            )
             assert response.status_code == 401, name
             assert response.json()["error"]["code"] == "service_unauthorized"
         # nothing was written: the same email registers fine with the right credential
-        ok = requests.post(auth_service.url + "/register", json=body, timeout=5,
-                           headers={"Authorization": "Bearer " + credentials.token_for("auth")})
+        ok = requests.post(
+            auth_service.url + "/register",
+            json=body,
+            timeout=5,
+            headers={"Authorization": "Bearer " + credentials.token_for("auth")},
+        )
         assert ok.status_code == 201
         assert requests.get(auth_service.url + "/health", timeout=5).status_code == 200
 
@@ -276,8 +288,12 @@ def test_only_safe_calls_are_retried():
     dropping = CountingListener()
     try:
         client = ServiceClient(
-            "probe", dropping.url, TransportConfig(retries=2, breaker_fail_max=100), (),
-            lambda message: Unavailable("probe", message), ServiceCredentials(DEV_INTERNAL_TOKEN),
+            "probe",
+            dropping.url,
+            TransportConfig(retries=2, breaker_fail_max=100),
+            (),
+            lambda message: Unavailable("probe", message),
+            ServiceCredentials(DEV_INTERNAL_TOKEN),
         )
         with pytest.raises(Unavailable):
             client.call("GET", "/thing", idempotent=True)

@@ -111,8 +111,9 @@ def test_event_is_delivered_after_commit(engine, auth_config):
     seen: list[User] = []
     bus = InlineEventBus()
     service = InProcessAuthService(make_session_factory(engine), bus, auth_config)
-    bus.subscribe(USER_REGISTERED, lambda e: seen.append(service.get_user(e.data["user_id"])),
-                  consumer="test")
+    bus.subscribe(
+        USER_REGISTERED, lambda e: seen.append(service.get_user(e.data["user_id"])), consumer="test"
+    )
     user = service.register("bob@example.com", "Bob", PASSWORD)
     assert seen == [user]
 
@@ -228,8 +229,9 @@ def test_unknown_email_still_checks_a_hash(service, monkeypatch):
     assert len(calls) == 1
 
 
-@pytest.mark.parametrize(("email", "password"), [(None, PASSWORD), ("a@b.com", None),
-                                                  (1, PASSWORD), ("a@b.com", ["x"])])
+@pytest.mark.parametrize(
+    ("email", "password"), [(None, PASSWORD), ("a@b.com", None), (1, PASSWORD), ("a@b.com", ["x"])]
+)
 def test_login_rejects_non_strings(service, email, password):
     with pytest.raises(AuthInvalidInput):
         service.login(email, password)
@@ -352,8 +354,19 @@ def test_token_of_a_deleted_user_is_rejected(service, alice, engine):
 
 @pytest.mark.parametrize(
     "token",
-    [None, 123, b"bytes", "", "garbage", "a.b.c", "a.b", "....", "x" * 10_000,
-     "eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln", f"{_b64(['list'])}.{_b64({})}.c2ln"],
+    [
+        None,
+        123,
+        b"bytes",
+        "",
+        "garbage",
+        "a.b.c",
+        "a.b",
+        "....",
+        "x" * 10_000,
+        "eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln",
+        f"{_b64(['list'])}.{_b64({})}.c2ln",
+    ],
 )
 def test_garbage_tokens_are_rejected(service, token):
     with pytest.raises(InvalidToken):

@@ -59,8 +59,11 @@ def test_secrets_come_from_the_environment(tmp_path):
 def test_production_refuses_dev_secrets(tmp_path):
     with pytest.raises(ConfigError, match="BLOG_SECRET_KEY, BLOG_JWT_SECRET"):
         _load(tmp_path, "env: production\n")
-    strong = {"BLOG_SECRET_KEY": "s" * 40, "BLOG_JWT_SECRET": "j" * 40,
-              "BLOG_INTERNAL_TOKEN": "i" * 40}
+    strong = {
+        "BLOG_SECRET_KEY": "s" * 40,
+        "BLOG_JWT_SECRET": "j" * 40,
+        "BLOG_INTERNAL_TOKEN": "i" * 40,
+    }
     assert _load(tmp_path, "env: production\n", strong).env == "production"
     with pytest.raises(ConfigError, match="at least 32 bytes"):
         _load(tmp_path, "env: production\n", strong | {"BLOG_JWT_SECRET": "short"})

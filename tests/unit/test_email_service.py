@@ -52,21 +52,35 @@ def service(factory: Any, transport: RecordingTransport) -> InProcessEmailServic
     return InProcessEmailService(factory, transport, FROM)
 
 
-def register(service: InProcessEmailService, user_id: int = 1, name: str = "Ada",
-             email: str = "ada@example.com") -> Event:
+def register(
+    service: InProcessEmailService,
+    user_id: int = 1,
+    name: str = "Ada",
+    email: str = "ada@example.com",
+) -> Event:
     event = Event(USER_REGISTERED, {"user_id": user_id, "email": email, "name": name})
     assert service.handle_event(event) is True
     return event
 
 
 def post_created(author_id: int = 1, title: str = "Hello", post_id: int = 7) -> Event:
-    return Event(POST_CREATED, {"post_id": post_id, "title": title, "author_id": author_id,
-                                "author_name": "stale name"})
+    return Event(
+        POST_CREATED,
+        {"post_id": post_id, "title": title, "author_id": author_id, "author_name": "stale name"},
+    )
 
 
 def payment(user_id: int = 1, amount: int = 1999, currency: str = "usd") -> Event:
-    return Event(PAYMENT_COMPLETED, {"payment_id": 42, "user_id": user_id, "amount": amount,
-                                     "currency": currency, "provider_ref": "ch_123"})
+    return Event(
+        PAYMENT_COMPLETED,
+        {
+            "payment_id": 42,
+            "user_id": user_id,
+            "amount": amount,
+            "currency": currency,
+            "provider_ref": "ch_123",
+        },
+    )
 
 
 def count(factory: Any, model: Any) -> int:
@@ -188,8 +202,9 @@ def test_concurrent_duplicate_is_treated_as_already_handled(factory: Any) -> Non
     class RacingTransport(InboxTransport):
         def send(self, from_address: str, to: str, subject: str, body: str) -> None:
             with transaction(factory) as session:
-                session.add(ProcessedEvent(event_id=event.id, event_type=event.type,
-                                           processed_at=utcnow()))
+                session.add(
+                    ProcessedEvent(event_id=event.id, event_type=event.type, processed_at=utcnow())
+                )
 
     service = InProcessEmailService(factory, RacingTransport(), FROM)
     event = Event(USER_REGISTERED, {"user_id": 1, "email": "ada@example.com", "name": "Ada"})
@@ -230,8 +245,13 @@ def without(data: dict[str, Any], key: str) -> dict[str, Any]:
 
 REGISTERED = {"user_id": 1, "email": "ada@example.com", "name": "Ada"}
 POST = {"post_id": 7, "title": "Hello", "author_id": 1, "author_name": "Ada"}
-PAYMENT = {"payment_id": 42, "user_id": 1, "amount": 1999, "currency": "usd",
-           "provider_ref": "ch_1"}
+PAYMENT = {
+    "payment_id": 42,
+    "user_id": 1,
+    "amount": 1999,
+    "currency": "usd",
+    "provider_ref": "ch_1",
+}
 
 
 @pytest.mark.parametrize(
@@ -254,8 +274,12 @@ PAYMENT = {"payment_id": 42, "user_id": 1, "amount": 1999, "currency": "usd",
     ],
 )
 def test_malformed_data_is_rejected(
-    service: InProcessEmailService, factory: Any, transport: RecordingTransport,
-    event_type: str, data: dict[str, Any], field: str,
+    service: InProcessEmailService,
+    factory: Any,
+    transport: RecordingTransport,
+    event_type: str,
+    data: dict[str, Any],
+    field: str,
 ) -> None:
     register(service)
     transport.sent.clear()
@@ -306,11 +330,25 @@ def test_health(service: InProcessEmailService) -> None:
 
 def test_make_transport_follows_config() -> None:
     assert isinstance(make_transport(EmailConfig()), InboxTransport)
-    smtp = make_transport(EmailConfig(transport="smtp", smtp=SmtpConfig(
-        host="mail.example.com", port=587, starttls=True, username="u", password="p",
-        timeout_seconds=3.0,
-    )))
+    smtp = make_transport(
+        EmailConfig(
+            transport="smtp",
+            smtp=SmtpConfig(
+                host="mail.example.com",
+                port=587,
+                starttls=True,
+                username="u",
+                password="p",
+                timeout_seconds=3.0,
+            ),
+        )
+    )
     assert isinstance(smtp, SmtpTransport)
     assert (smtp.name, smtp.host, smtp.port, smtp.starttls, smtp.username, smtp.timeout) == (
-        "smtp", "mail.example.com", 587, True, "u", 3.0
+        "smtp",
+        "mail.example.com",
+        587,
+        True,
+        "u",
+        3.0,
     )

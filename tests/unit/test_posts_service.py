@@ -70,13 +70,19 @@ def test_create_post_returns_a_dto_and_publishes(service, events):
     post = service.create_post(ALICE, " Alice ", "  Hello  ", "Body\n\twith lines\n", None)
     assert isinstance(post, Post)
     assert (post.title, post.body, post.author_id, post.author_name, post.image_url) == (
-        "Hello", "Body\n\twith lines\n", ALICE, "Alice", None,
+        "Hello",
+        "Body\n\twith lines\n",
+        ALICE,
+        "Alice",
+        None,
     )
     assert post.created_at == post.updated_at
     assert post.created_at.endswith("+00:00")
     assert [(e.type, e.data) for e in events] == [
-        (POST_CREATED, {"post_id": post.id, "title": "Hello", "author_id": ALICE,
-                        "author_name": "Alice"})
+        (
+            POST_CREATED,
+            {"post_id": post.id, "title": "Hello", "author_id": ALICE, "author_name": "Alice"},
+        )
     ]
     assert service.get_post(post.id) == post
 
@@ -85,16 +91,22 @@ def test_post_created_is_delivered_after_commit(engine):
     seen: list[Post] = []
     bus = InlineEventBus()
     service = InProcessPostsService(make_session_factory(engine), bus, PostsConfig())
-    bus.subscribe(POST_CREATED, lambda e: seen.append(service.get_post(e.data["post_id"])),
-                  consumer="test")
+    bus.subscribe(
+        POST_CREATED, lambda e: seen.append(service.get_post(e.data["post_id"])), consumer="test"
+    )
     post = service.create_post(ALICE, "Alice", "Hi", "Body")
     assert seen == [post]
 
 
 @pytest.mark.parametrize(
     "image_url",
-    [None, "/images/abc.jpg", "http://example.com/a.png", "HTTPS://cdn.example.com/a.png?x=1",
-     "/" + "a" * 2047],
+    [
+        None,
+        "/images/abc.jpg",
+        "http://example.com/a.png",
+        "HTTPS://cdn.example.com/a.png?x=1",
+        "/" + "a" * 2047,
+    ],
 )
 def test_create_post_accepts_image_urls(service, image_url):
     assert service.create_post(ALICE, "Alice", "T", "B", image_url).image_url == image_url
@@ -219,8 +231,17 @@ def test_list_posts_empty(service):
 
 @pytest.mark.parametrize(
     ("page", "per_page"),
-    [(0, None), (-1, None), (True, None), ("1", None), (1.0, None),
-     (1, 0), (1, -5), (1, False), (1, "10")],
+    [
+        (0, None),
+        (-1, None),
+        (True, None),
+        ("1", None),
+        (1.0, None),
+        (1, 0),
+        (1, -5),
+        (1, False),
+        (1, "10"),
+    ],
 )
 def test_list_posts_rejects_bad_paging(service, page, per_page):
     with pytest.raises(PostsInvalidInput):
@@ -233,7 +254,9 @@ def test_list_posts_rejects_bad_paging(service, page, per_page):
 def test_author_updates_a_post(service, post):
     updated = service.update_post(post.id, ALICE, title=" New title ", body="New body")
     assert (updated.title, updated.body, updated.image_url) == (
-        "New title", "New body", "/images/a.jpg",
+        "New title",
+        "New body",
+        "/images/a.jpg",
     )
     assert updated.updated_at > post.updated_at
     assert updated.created_at == post.created_at
@@ -272,9 +295,14 @@ def test_update_or_delete_missing_post(service):
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"title": ""}, "title"), ({"title": 1}, "title"), ({"body": "b" * 50_001}, "body"),
-     ({"image_url": "javascript:x"}, "image_url"), ({"editor_id": True}, "editor_id"),
-     ({"post_id": "1"}, "post_id")],
+    [
+        ({"title": ""}, "title"),
+        ({"title": 1}, "title"),
+        ({"body": "b" * 50_001}, "body"),
+        ({"image_url": "javascript:x"}, "image_url"),
+        ({"editor_id": True}, "editor_id"),
+        ({"post_id": "1"}, "post_id"),
+    ],
 )
 def test_update_rejects_bad_input(service, post, kwargs, field):
     args = {"post_id": post.id, "editor_id": ALICE, **kwargs}
@@ -306,7 +334,10 @@ def test_comments_are_listed_oldest_first(service, post):
     second = service.add_comment(post.id, ALICE, "Alice", "Second\nline")
     assert isinstance(first, Comment)
     assert (first.post_id, first.author_id, first.author_name, first.body) == (
-        post.id, BOB, "Bob", "First!",
+        post.id,
+        BOB,
+        "Bob",
+        "First!",
     )
     assert service.list_comments(post.id) == [first, second]
 
@@ -326,9 +357,14 @@ def test_comment_on_missing_post(service):
 
 @pytest.mark.parametrize(
     ("args", "field"),
-    [((None, BOB, "Bob", "x"), "post_id"), ((1, False, "Bob", "x"), "author_id"),
-     ((1, BOB, "", "x"), "author_name"), ((1, BOB, "Bob", ""), "body"),
-     ((1, BOB, "Bob", "   "), "body"), ((1, BOB, "Bob", 7), "body")],
+    [
+        ((None, BOB, "Bob", "x"), "post_id"),
+        ((1, False, "Bob", "x"), "author_id"),
+        ((1, BOB, "", "x"), "author_name"),
+        ((1, BOB, "Bob", ""), "body"),
+        ((1, BOB, "Bob", "   "), "body"),
+        ((1, BOB, "Bob", 7), "body"),
+    ],
 )
 def test_add_comment_rejects_bad_input(service, post, args, field):
     with pytest.raises(PostsInvalidInput) as caught:
@@ -358,11 +394,13 @@ def test_user_renamed_updates_posts_and_comments(service, bus, post):
 
 @pytest.mark.parametrize(
     "event",
-    [Event(USER_REGISTERED, {"user_id": ALICE, "name": "Zed", "email": "z@example.com"}),
-     Event("something.else", {}),
-     Event(USER_RENAMED, {"user_id": "1", "name": "Zed"}),
-     Event(USER_RENAMED, {"user_id": ALICE, "name": ""}),
-     Event(USER_RENAMED, {"name": "Zed"})],
+    [
+        Event(USER_REGISTERED, {"user_id": ALICE, "name": "Zed", "email": "z@example.com"}),
+        Event("something.else", {}),
+        Event(USER_RENAMED, {"user_id": "1", "name": "Zed"}),
+        Event(USER_RENAMED, {"user_id": ALICE, "name": ""}),
+        Event(USER_RENAMED, {"name": "Zed"}),
+    ],
 )
 def test_other_or_malformed_events_change_nothing(service, post, event):
     service.handle_event(event)
