@@ -440,6 +440,7 @@ class EventConsumer:
         self._connection: BlockingConnection | None = None
         self._stopping = threading.Event()
         self._consuming = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def run(self) -> None:
         """Consume until ``stop()``, reconnecting with backoff whenever the broker goes away."""
@@ -475,24 +476,32 @@ class EventConsumer:
             target=self.run, name=name or f"consumer-{self.queue}", daemon=True
         )
         thread.start()
+        self._thread = thread
         return thread
 
     def wait_until_consuming(self, timeout: float) -> bool:
         """True once the queue is declared and bound and messages flow to this consumer."""
         return self._consuming.wait(timeout)
 
-    def stop(self) -> None:
-        """Ask ``run()`` to return once the current message is done. Thread-safe."""
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask ``run()`` to return once the current message is done. Thread-safe.
+
+        A consumer started with ``start_in_thread`` is also waited for (unless ``stop`` is called
+        from that very thread): once ``stop`` returns it will not reconnect, and so cannot
+        re-declare a queue its owner is about to delete.
+        """
         self._stopping.set()
         with self._lock:
             connection = self._connection
-        if connection is None:
-            return
-        try:
-            # Wakes the consuming thread at once instead of at its next poll.
-            connection.add_callback_threadsafe(lambda: None)
-        except (AMQPError, OSError) as exc:  # already closing: it will see the flag anyway
-            log.debug("consumer %s: wake-up not delivered: %s", self.queue, exc)
+        if connection is not None:
+            try:
+                # Wakes the consuming thread at once instead of at its next poll.
+                connection.add_callback_threadsafe(lambda: None)
+            except (AMQPError, OSError) as exc:  # already closing: it will see the flag anyway
+                log.debug("consumer %s: wake-up not delivered: %s", self.queue, exc)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def _consume(self) -> None:
         connection = pika.BlockingConnection(self._params)
