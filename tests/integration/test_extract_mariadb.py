@@ -17,7 +17,7 @@ from sqlalchemy import Engine, create_engine, select
 from blog import create_app
 from blog.config import load_config
 from blog.wiring import domain_metadata
-from tests.integration.test_extract import PASSWORD, monolith, run_cli, write_config
+from tests.integration.migration import PASSWORD, monolith, run_cli, write_config
 from tests.support import ServiceProcess, require_service
 
 pytestmark = pytest.mark.mariadb
