@@ -117,17 +117,24 @@ class InlineEventBus:
         for published in events:
             self.deliver(published)
 
-    def deliver(self, published: Event) -> None:
+    def deliver(self, published: Event, *, strict: bool = False) -> None:
+        """Hand ``published`` to every subscriber; a failure is logged and, when ``strict``,
+        raised after all subscribers had their turn (so a relay can deliver it again: every
+        consumer is idempotent by event id or by nature)."""
+        failure: Exception | None = None
         for consumer, handler in self._handlers.get(published.type, []):
             try:
                 handler(published)
-            except Exception:
+            except Exception as exc:
+                failure = failure or exc
                 log.exception(
                     "event handler failed: consumer=%s event=%s id=%s",
                     consumer,
                     published.type,
                     published.id,
                 )
+        if strict and failure is not None:
+            raise failure
 
 
 # --------------------------------------------------------------------------- the outbox

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 MAX_WAIT_SECONDS = 20.0
 MAX_BATCH = 500
 POLL_SLICE_SECONDS = 0.25
+MAX_ATTEMPTS = 10
 
 metadata = MetaData()
 cursors = Table(
@@ -126,6 +127,7 @@ class FeedPuller:
             pool_size=1,
         )
         self._stop = threading.Event()
+        self._attempts: dict[str, int] = {}
         self._thread = threading.Thread(
             target=self._run, name=f"feed-puller-{service}", daemon=True
         )
@@ -150,7 +152,13 @@ class FeedPuller:
         self._client.close()
 
     def pull_once(self, wait: float = 0.0) -> int:
-        """Deliver what the feed has after our position; returns how many events."""
+        """Deliver what the feed has after our position; returns how many events.
+
+        The position advances only past events every consumer took. An event that fails (say
+        ``post.created`` before its author's ``user.registered`` came through auth's feed) stops
+        the batch and is delivered again on the next pull; after ``MAX_ATTEMPTS`` it is logged
+        as given up and skipped, so one poison event cannot stall the feed for ever.
+        """
         after = self.position()
         response = self._client.call(
             "GET",
@@ -158,19 +166,38 @@ class FeedPuller:
             params={"after": after, "limit": 100, "wait": wait},
             idempotent=True,
         )
-        body = response.json()
-        for item in body["events"]:
-            self._deliver(Event.from_dict(item["event"]))
-        if body["events"]:
-            _upsert(self._engine, self.source, int(body["last_position"]))
-        return len(body["events"])
+        delivered = 0
+        position = after
+        try:
+            for item in response.json()["events"]:
+                event = Event.from_dict(item["event"])
+                try:
+                    self._deliver(event)
+                except Exception:
+                    self._attempts[event.id] = self._attempts.get(event.id, 0) + 1
+                    if self._attempts[event.id] < MAX_ATTEMPTS:
+                        raise
+                    log.error(
+                        "event feed of %s: gave up on event %s (%s) after %d attempts",
+                        self.service,
+                        event.id,
+                        event.type,
+                        MAX_ATTEMPTS,
+                    )
+                self._attempts.pop(event.id, None)
+                position = int(item["position"])
+                delivered += 1
+        finally:
+            if position != after:
+                _upsert(self._engine, self.source, position)
+        return delivered
 
     def _run(self) -> None:
-        backoff = 0.5
+        backoff = 0.25
         while not self._stop.is_set():
             try:
                 self.pull_once(wait=self._wait)
-                backoff = 0.5
+                backoff = 0.25
             except Unavailable as exc:
                 if self._stop.is_set():
                     return
@@ -178,6 +205,8 @@ class FeedPuller:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
             except Exception:
-                log.exception("event feed of %s failed; retrying", self.service)
+                log.warning(
+                    "event feed of %s: delivery failed; retrying in %.1fs", self.service, backoff
+                )
                 self._stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, 5.0)

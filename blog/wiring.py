@@ -6,6 +6,7 @@ is the only change an extraction needs.
 from __future__ import annotations
 
 import contextvars
+import functools
 import importlib
 import logging
 from collections.abc import Callable
@@ -196,7 +197,12 @@ def build(config: Config) -> Domains:
             if domain in PUBLISHERS and not rabbitmq:
                 url = config.services[domain].url or ""
                 puller = FeedPuller(
-                    domain, url, config.transport, credentials, inline_bus.deliver, engine
+                    domain,
+                    url,
+                    config.transport,
+                    credentials,
+                    functools.partial(inline_bus.deliver, strict=True),
+                    engine,
                 )
                 # one puller per feed across the monolith's processes, or each worker would
                 # handle every event (and send every email) once more

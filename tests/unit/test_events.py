@@ -72,3 +72,20 @@ def test_envelope_round_trip():
     event = Event(type="post.created", data={"post_id": 1})
     assert Event.from_dict(event.to_dict()) == event
     assert set(event.to_dict()) == {"id", "type", "occurred_at", "data"}
+
+
+def test_strict_delivery_runs_every_handler_then_raises():
+    bus = InlineEventBus()
+    seen: list[str] = []
+
+    def broken(_event: Event) -> None:
+        raise LookupError("not yet")
+
+    bus.subscribe("thing.made", broken, consumer="broken")
+    bus.subscribe("thing.made", lambda e: seen.append(e.id), consumer="ok")
+    event = Event(type="thing.made", data={})
+    logging.getLogger("blog").propagate = False
+    with pytest.raises(LookupError):
+        bus.deliver(event, strict=True)
+    assert seen == [event.id]
+    bus.deliver(event)  # the default never raises: a request is never failed by a handler
