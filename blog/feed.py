@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 MAX_WAIT_SECONDS = 20.0
 MAX_BATCH = 500
 POLL_SLICE_SECONDS = 0.25
-MAX_ATTEMPTS = 10
+MAX_ATTEMPTS = 20
+RETRY_PAUSE_SECONDS = 0.25
 
 metadata = MetaData()
 cursors = Table(
@@ -128,6 +129,7 @@ class FeedPuller:
         )
         self._stop = threading.Event()
         self._attempts: dict[str, int] = {}
+        self._retrying: dict[str, Event] = {}
         self._thread = threading.Thread(
             target=self._run, name=f"feed-puller-{service}", daemon=True
         )
@@ -152,45 +154,52 @@ class FeedPuller:
         self._client.close()
 
     def pull_once(self, wait: float = 0.0) -> int:
-        """Deliver what the feed has after our position; returns how many events.
+        """Deliver what the feed has after our position; returns how many events were taken.
 
-        The position advances only past events every consumer took. An event that fails (say
-        ``post.created`` before its author's ``user.registered`` came through auth's feed) stops
-        the batch and is delivered again on the next pull; after ``MAX_ATTEMPTS`` it is logged
-        as given up and skipped, so one poison event cannot stall the feed for ever.
+        An event a consumer refuses (say ``post.created`` before its author's
+        ``user.registered`` came through auth's feed) is set aside and tried again on every
+        pull, up to ``MAX_ATTEMPTS``, without holding up the events behind it. Set-aside events
+        live in memory: a restart of the monolith in that window drops them (logged).
         """
+        taken = sum(self._try(event) for event in list(self._retrying.values()))
         after = self.position()
         response = self._client.call(
             "GET",
             "/events",
-            params={"after": after, "limit": 100, "wait": wait},
+            params={"after": after, "limit": 100, "wait": 0 if self._retrying else wait},
             idempotent=True,
         )
-        delivered = 0
-        position = after
+        body = response.json()
+        for item in body["events"]:
+            taken += self._try(Event.from_dict(item["event"]))
+        if body["events"]:
+            _upsert(self._engine, self.source, int(body["last_position"]))
+        return taken
+
+    def _try(self, event: Event) -> bool:
         try:
-            for item in response.json()["events"]:
-                event = Event.from_dict(item["event"])
-                try:
-                    self._deliver(event)
-                except Exception:
-                    self._attempts[event.id] = self._attempts.get(event.id, 0) + 1
-                    if self._attempts[event.id] < MAX_ATTEMPTS:
-                        raise
-                    log.error(
-                        "event feed of %s: gave up on event %s (%s) after %d attempts",
-                        self.service,
-                        event.id,
-                        event.type,
-                        MAX_ATTEMPTS,
-                    )
-                self._attempts.pop(event.id, None)
-                position = int(item["position"])
-                delivered += 1
-        finally:
-            if position != after:
-                _upsert(self._engine, self.source, position)
-        return delivered
+            self._deliver(event)
+        except Exception:
+            attempts = self._attempts.get(event.id, 0) + 1
+            if attempts >= MAX_ATTEMPTS:
+                log.error(
+                    "event feed of %s: gave up on event %s (%s) after %d attempts",
+                    self.service,
+                    event.id,
+                    event.type,
+                    attempts,
+                )
+                self._forget(event)
+            else:
+                self._attempts[event.id] = attempts
+                self._retrying[event.id] = event
+            return False
+        self._forget(event)
+        return True
+
+    def _forget(self, event: Event) -> None:
+        self._attempts.pop(event.id, None)
+        self._retrying.pop(event.id, None)
 
     def _run(self) -> None:
         backoff = 0.25
@@ -205,8 +214,8 @@ class FeedPuller:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
             except Exception:
-                log.warning(
-                    "event feed of %s: delivery failed; retrying in %.1fs", self.service, backoff
-                )
+                log.exception("event feed of %s failed; retrying in %.1fs", self.service, backoff)
                 self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, 10.0)
+            if self._retrying:
+                self._stop.wait(RETRY_PAUSE_SECONDS)  # set-aside events: try again shortly
