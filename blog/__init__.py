@@ -1,7 +1,8 @@
 """strangler-blog: a blog backend built as a modular monolith.
 
-``create_app`` is the application factory (``flask --app blog run`` finds it); it reads the
-configuration, asks the composition root for the domains and mounts the public API.
+``create_app`` is the application factory (``flask --app blog run`` finds it): it reads the
+configuration, asks the composition root for the domains and mounts the public API. Building it
+has no side effects; the first request (or a server's start hook) starts it.
 """
 
 from __future__ import annotations
@@ -13,18 +14,19 @@ from flask import Flask
 
 from blog.config import Config, load_config
 
-# Multipart framing around an upload (boundaries, part headers) on top of the image's own bytes.
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
-
-def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
-    """Build the monolith: ``config`` is a ready Config, or overrides merged over config.yaml."""
+def create_app(
+    config: Config | Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Flask:
+    """Build the monolith: ``config`` is a ready Config, or overrides merged over config.yaml;
+    ``overrides`` replaces domains by other implementations of their interfaces."""
     if not isinstance(config, Config):
         config = load_config(overrides=config)
 
-    from blog import cli, wiring
+    from blog import cli
+    from blog.httpkit import configure_logging
     from blog.web import register_web
-    from blog.web.observability import configure_logging
+    from blog.wiring import MULTIPART_OVERHEAD_BYTES, build_monolith
 
     configure_logging(config.log_level)
     app = Flask(__name__)
@@ -34,9 +36,10 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         BLOG=config,
         TESTING=config.env == "testing",
     )
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the DTOs' field order
-    domains = wiring.build(config)
-    app.extensions["blog.domains"] = domains
+    runtime = build_monolith(config, overrides)
+    app.extensions["blog.runtime"] = runtime
+    app.extensions["blog.domains"] = runtime.registry
+    app.before_request(runtime.start)  # returns at once after the first request
     register_web(app)
     cli.register(app)
     return app

@@ -469,6 +469,13 @@ class EventConsumer:
             self._stopping.wait(delay)
         log.info("consumer %s: stopped", self.queue)
 
+    def start(self) -> None:
+        self.start_in_thread()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def start_in_thread(self, name: str | None = None) -> threading.Thread:
         """Run in a daemon thread (in-process consumers); ``stop()`` then ``join()`` it."""
         self._stopping.clear()

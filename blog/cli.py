@@ -22,9 +22,9 @@ import click
 from flask import Flask, current_app
 from sqlalchemy import Engine, Table
 
-from blog.config import DEFAULT_CONFIG_PATH, HTTP_DOMAINS, PROJECT_ROOT, Config, ConfigError
+from blog.config import DEFAULT_CONFIG_PATH, PROJECT_ROOT, Config, ConfigError
 from blog.db import make_engine
-from blog.events import InlineEventBus
+from blog.domains import HTTP_SERVICES, NAMES, manifest
 from blog.migrate import (
     MigrationError,
     MoveReport,
@@ -38,25 +38,33 @@ from blog.migrate import (
 )
 from blog.web.context import config as current_config
 from blog.web.context import domains
-from blog.wiring import Domains, domain_metadata
+from blog.wiring import Monolith
 
 GUNICORN_CONF = PROJECT_ROOT / "extracted" / "gunicorn.conf.py"
 SHUTDOWN_GRACE_SECONDS = 15.0
 """gunicorn's graceful_timeout (10 s) plus slack; after that a service is killed."""
 
-DOMAIN_ARGUMENT = click.Choice((*HTTP_DOMAINS, "email"))
+DOMAIN_ARGUMENT = click.Choice(NAMES)
+
+
+def _runtime() -> Monolith:
+    runtime: Monolith = current_app.extensions["blog.runtime"]
+    return runtime
 
 
 def register(app: Flask) -> None:
     @app.cli.command("init-db")
     def init_db() -> None:
-        """Create every in-process domain's tables (start-up does this too)."""
-        click.echo(f"database ready: {current_app.config['BLOG'].database_url}")
+        """Create the tables of every domain that runs in-process (a server does this too when
+        it starts serving)."""
+        _runtime().init_db()
+        click.echo(f"database ready: {current_config().database_url}")
 
     @app.cli.command("reconcile-payments")
     @click.option("--older-than", default=60, show_default=True, help="seconds")
     def reconcile_payments(older_than: int) -> None:
         """Settle payments left pending by a crash between the provider call and the commit."""
+        _runtime().init_db()
         settled = domains().payments.reconcile_pending(older_than_seconds=older_than)
         click.echo(f"settled {settled} pending payment(s)")
 
@@ -81,7 +89,6 @@ def register(app: Flask) -> None:
     @app.cli.command("services")
     def services() -> None:
         """Run every service the config marks `mode: http` under gunicorn, until Ctrl-C."""
-        _stop_pullers(domains())
         code = run_services(current_config())
         if code:
             click.get_current_context().exit(code)
@@ -93,38 +100,35 @@ def register(app: Flask) -> None:
         Each outbox is relayed by one process at a time (a file lock elects it): started beside
         a running monolith, this one waits as a standby and takes over if the monolith dies.
         """
-        built = domains()
+        from blog.broker import SingleRelay
+
+        runtime = _runtime()
         if current_config().events.broker != "rabbitmq":
             raise click.UsageError("relay is for events.broker: rabbitmq (inline needs no relay)")
-        _stop_pullers(built)
-        names = ", ".join(r.relay.table.name for r in built.relays) or "none (all extracted)"
+        relays = [job for kind, job in runtime.jobs if isinstance(job, SingleRelay)]
+        names = ", ".join(r.relay.table.name for r in relays) or "none (all extracted)"
         click.echo(f"relaying outboxes: {names}; Ctrl-C to stop")
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
+        runtime.start(kinds=("relay",))
         while not stop.wait(5):
-            for leader in built.relays:
+            for leader in relays:
                 click.echo(
                     f"{leader.relay.table.name}: "
                     f"{'relaying' if leader.leading else 'standby'}, "
                     f"{leader.relay.pending() if leader.leading else '?'} pending"
                 )
-        built.close()
+        runtime.close()
 
 
 # --------------------------------------------------------------------------- extract / inline
 
 
-def _stop_pullers(built: Domains) -> None:
-    """A CLI process is not the monolith: it must not consume the services' event feeds."""
-    for puller in built.pullers:
-        puller.stop()
-
-
 def _move(domain: str, *, to_service: bool) -> None:
     cfg, built = current_config(), domains()
     verb, new_mode = ("extract", "http") if to_service else ("inline", "inprocess")
-    if domain not in HTTP_DOMAINS:
+    if domain not in HTTP_SERVICES:
         raise click.UsageError(
             "email is not extracted by moving tables: it becomes a RabbitMQ consumer "
             "(services.email.mode: extracted with events.broker: rabbitmq) and keeps its own "
@@ -134,30 +138,33 @@ def _move(domain: str, *, to_service: bool) -> None:
         raise click.ClickException(
             f"{domain} is already {new_mode!r} in {cfg.source}: nothing to {verb}"
         )
-    bus = built.bus
-    if not isinstance(bus, InlineEventBus):
+    if cfg.events.broker != "inline":
         raise click.ClickException(f"{verb} needs events.broker: inline")
-    _stop_pullers(built)
+    bus = built.bus
 
-    from extracted.common import service_database_url
-
-    metadata = domain_metadata()[domain]
-    outbox = metadata.tables.get(f"{domain}_outbox")
+    _runtime().init_db()
+    declared = manifest(domain)
+    metadata = declared.metadata()
+    outbox = declared.outbox()
     skip = [outbox.name] if outbox is not None else []
     feed_source = f"{domain}-service"
-    service = make_engine(service_database_url(cfg, domain))
+    monolith_engine = _runtime().engine
+    assert monolith_engine is not None
+    service = make_engine(cfg.service_database_url(domain))
     delivered = 0
     rewound: tuple[int, int] | None = None
     try:
         check_config_editable(cfg.source)
         if to_service:
-            report = move_domain(metadata, built.engine, service, skip=skip)
+            report = move_domain(metadata, monolith_engine, service, skip=skip)
         else:
             if outbox is not None:
                 # Events the service committed but the monolith never pulled: deliver them now,
                 # or e.g. the "your post is published" email of the last post is never sent.
-                delivered = deliver_pending(service, outbox, built.engine, feed_source, bus.deliver)
-            report = move_domain(metadata, service, built.engine, skip=skip)
+                delivered = deliver_pending(
+                    service, outbox, monolith_engine, feed_source, bus.deliver
+                )
+            report = move_domain(metadata, service, monolith_engine, skip=skip)
         left = [(t.table, t.left_behind) for t in report.tables if t.left_behind]
         if left:
             _print_report(domain, report)
@@ -167,7 +174,7 @@ def _move(domain: str, *, to_service: bool) -> None:
                 + f"); the mode is unchanged. Stop whatever writes to it and run {verb} again."
             )
         if to_service and outbox is not None:
-            rewound = _align_feed_cursor(built, service, outbox, feed_source)
+            rewound = _align_feed_cursor(monolith_engine, service, outbox, feed_source)
         set_service_mode(cfg.source, domain, new_mode)
     except (MigrationError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -212,15 +219,15 @@ def _print_next_steps(cfg: Config, domain: str, new_mode: str) -> None:
 
 
 def _align_feed_cursor(
-    built: Domains, service: Engine, outbox: Table, feed_source: str
+    monolith: Engine, service: Engine, outbox: Table, feed_source: str
 ) -> tuple[int, int] | None:
     """A service database started afresh numbers its outbox from 1 again; a cursor left further
     on by an earlier extraction would then skip every new event until it caught up."""
     end = outbox_end(service, outbox)
-    position = feed_position(built.engine, feed_source)
+    position = feed_position(monolith, feed_source)
     if position <= end:
         return None
-    set_feed_position(built.engine, feed_source, end)
+    set_feed_position(monolith, feed_source, end)
     return position, end
 
 
@@ -241,7 +248,7 @@ def _print_report(domain: str, report: MoveReport) -> None:
 def run_services(cfg: Config) -> int:
     """Start, under gunicorn, every service ``cfg`` marks ``http``; stop them all on SIGINT or
     SIGTERM. Returns the exit status: 0 after a requested stop, 1 when a service died."""
-    wanted = [domain for domain in HTTP_DOMAINS if cfg.mode(domain) == "http"]
+    wanted = [domain for domain in HTTP_SERVICES if cfg.mode(domain) == "http"]
     if not wanted:
         click.echo(
             f"No service is in http mode in {cfg.source}: nothing to start.\n"

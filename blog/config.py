@@ -23,15 +23,12 @@ import yaml
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config.yaml"
 
-DOMAINS = ("auth", "posts", "images", "payments", "email")
-HTTP_DOMAINS = ("auth", "posts", "images", "payments")
-
 # Dev defaults: they make a fresh checkout run with no set-up, and production refuses them.
 DEV_SECRET_KEY = "dev-flask-secret-key-not-for-production"
 DEV_JWT_SECRET = "dev-jwt-secret-not-for-production-0123456789abcdef"
 DEV_INTERNAL_TOKEN = "dev-internal-service-token-not-for-production"
 
-Mode = Literal["inprocess", "http", "extracted"]
+Mode = Literal["inprocess", "http", "wire", "extracted"]
 
 
 class ConfigError(Exception):
@@ -106,11 +103,23 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class FaultConfig:
+    """A fault injected into calls to an extracted domain (see ``blog.transport.faults``)."""
+
+    kind: Literal["latency", "error", "reset", "hang"]
+    route: str = "*"
+    probability: float = 1.0
+    latency_ms: float = 0.0
+    status: int = 503
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     mode: Mode = "inprocess"
     url: str | None = None
     port: int | None = None
     database_url: str | None = None
+    faults: list[FaultConfig] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -126,12 +135,12 @@ class TransportConfig:
 
 
 def _default_services() -> dict[str, ServiceConfig]:
+    """Every domain, in-process, with its extracted form at its declared port."""
+    from blog.domains import MANIFESTS
+
     return {
-        "auth": ServiceConfig(port=3001, url="http://127.0.0.1:3001"),
-        "posts": ServiceConfig(port=3002, url="http://127.0.0.1:3002"),
-        "images": ServiceConfig(port=3003, url="http://127.0.0.1:3003"),
-        "payments": ServiceConfig(port=3004, url="http://127.0.0.1:3004"),
-        "email": ServiceConfig(port=3005, url="http://127.0.0.1:3005"),
+        m.name: ServiceConfig(port=m.extraction.port, url=f"http://127.0.0.1:{m.extraction.port}")
+        for m in MANIFESTS
     }
 
 
@@ -154,6 +163,11 @@ class Config:
 
     def mode(self, domain: str) -> str:
         return self.services[domain].mode
+
+    def service_database_url(self, domain: str) -> str:
+        """The extracted service's own database (default: a SQLite file beside the monolith's)."""
+        url = self.services[domain].database_url
+        return url or f"sqlite:///{PROJECT_ROOT / 'instance' / f'{domain}-service.db'}"
 
 
 # --------------------------------------------------------------------------- loading
@@ -211,6 +225,8 @@ def _describe(tp: Any) -> str:
         return "a mapping"
     if origin is dict:
         return "a mapping"
+    if origin is list:
+        return "a list"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
         tp, str(tp)
     )
@@ -241,6 +257,11 @@ def _coerce(tp: Any, value: Any, key: str, environ: Mapping[str, str]) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = get_args(tp)
+        return [_coerce(item, v, f"{key}[{i}]", environ) for i, v in enumerate(value)]
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -292,12 +313,13 @@ def _build_services(raw: Any, environ: Mapping[str, str]) -> dict[str, ServiceCo
         raise ConfigError(f"services: expected a mapping of domains, got {raw!r}")
     services = _default_services()
     for domain, section in raw.items():
-        if domain not in DOMAINS:
-            raise ConfigError(f"services.{domain}: unknown domain; allowed: {', '.join(DOMAINS)}")
+        if domain not in services:
+            raise ConfigError(f"services.{domain}: unknown domain; allowed: {', '.join(services)}")
         section = section or {}
         if not isinstance(section, Mapping):
             raise ConfigError(f"services.{domain}: expected a mapping, got {section!r}")
-        merged = {**dataclasses.asdict(services[domain]), **section}
+        defaults = services[domain]
+        merged = {"url": defaults.url, "port": defaults.port, **section}
         services[domain] = _build(ServiceConfig, merged, f"services.{domain}.", environ)
     return services
 
@@ -331,19 +353,38 @@ def _resolve_paths(config: Config, base: Path) -> Config:
 
 
 def _check_semantics(config: Config) -> None:
+    from blog.domains import BY_NAME
+    from blog.manifest import QueueConsumer
+
     for domain, svc in config.services.items():
-        if domain == "email":
-            if svc.mode == "http":
-                raise ConfigError(
-                    "services.email.mode: 'http' is not allowed; email runs 'inprocess' or "
-                    "'extracted' (a RabbitMQ consumer)"
-                )
-        elif svc.mode == "extracted":
+        extraction = BY_NAME[domain].extraction
+        allowed = ("inprocess", *extraction.modes)
+        if svc.mode not in allowed:
+            what = (
+                "a RabbitMQ consumer"
+                if isinstance(extraction, QueueConsumer)
+                else "an HTTP service"
+            )
             raise ConfigError(
-                f"services.{domain}.mode: 'extracted' is only for email; use 'inprocess' or 'http'"
+                f"services.{domain}.mode: {svc.mode!r} is not allowed; {domain} runs "
+                f"{' or '.join(repr(m) for m in allowed)} (extracted, it is {what})"
             )
         if svc.mode in ("http", "extracted") and not svc.url:
             raise ConfigError(f"services.{domain}.url: required when mode is '{svc.mode}'")
+        for i, fault in enumerate(svc.faults):
+            where = f"services.{domain}.faults[{i}]"
+            if not 0.0 <= fault.probability <= 1.0:
+                raise ConfigError(f"{where}.probability: must be between 0 and 1")
+            if fault.latency_ms < 0:
+                raise ConfigError(f"{where}.latency_ms: must not be negative")
+            if not 400 <= fault.status <= 599:
+                raise ConfigError(f"{where}.status: must be an HTTP error status (400..599)")
+            routes = {r.method for r in BY_NAME[domain].routes}
+            if fault.route != "*" and fault.route not in routes:
+                raise ConfigError(
+                    f"{where}.route: {fault.route!r} is not a route of {domain}; use '*' or one "
+                    f"of {', '.join(sorted(routes))}"
+                )
     if config.services["email"].mode == "extracted" and config.events.broker != "rabbitmq":
         raise ConfigError(
             "services.email.mode: 'extracted' needs events.broker: rabbitmq "

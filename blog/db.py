@@ -46,12 +46,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
         if in_memory:
             kwargs.setdefault("poolclass", StaticPool)
-        else:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
         connect_args = kwargs.setdefault("connect_args", {})
         connect_args.setdefault("check_same_thread", False)
         connect_args.setdefault("timeout", 30)
         engine = create_engine(url, **kwargs)
+
+        if not in_memory:
+
+            @event.listens_for(engine, "do_connect")
+            def _make_folder(*_args: Any) -> None:
+                # At the first connection, not here: building an engine must touch nothing.
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

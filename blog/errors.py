@@ -29,8 +29,29 @@ class DomainError(Exception):
 
 
 class InvalidInput(DomainError):
+    """The caller sent something the domain refuses; ``details.field`` names it when one field
+    is at fault. Every domain raises this one class for plain bad input, so the same mistake is
+    the same error whichever domain (and whichever side of the wire) catches it."""
+
     status = 400
     code = "invalid_input"
+
+
+MAX_ID = 2**63 - 1
+"""The largest id any domain accepts (a signed 64-bit column)."""
+
+
+def invalid(field: str, problem: str) -> InvalidInput:
+    """``InvalidInput`` naming ``field``: ``"title: must be a string"``."""
+    return InvalidInput(f"{field}: {problem}", details={"field": field})
+
+
+def positive_int(value: object, field: str, maximum: int = MAX_ID) -> int:
+    """``value`` if it is an int (never a bool) from 1 to ``maximum``; else the one error every
+    domain gives for a malformed id, page or limit, in-process and over the wire alike."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
+        raise invalid(field, "must be a positive integer")
+    return value
 
 
 class Unauthorized(DomainError):
@@ -85,3 +106,17 @@ class Unavailable(DomainError):
         super().__init__(message or f"the {service} service is unavailable", **kwargs)
         self.service = service
         self.details.setdefault("service", service)
+
+
+GENERIC_ERRORS: tuple[type[DomainError], ...] = (
+    InvalidInput,
+    Unauthorized,
+    PaymentRequired,
+    Forbidden,
+    NotFound,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    BadGateway,
+)
+"""The errors any domain may raise as they are: a client rebuilds them from their code."""

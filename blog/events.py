@@ -43,18 +43,6 @@ POST_CREATED = "post.created"
 PAYMENT_COMPLETED = "payment.completed"
 EVENT_TYPES = (USER_REGISTERED, USER_RENAMED, POST_CREATED, PAYMENT_COMPLETED)
 
-EMAIL_QUEUE = "email_service_queue"
-POSTS_QUEUE = "posts_service_queue"
-CONSUMER_QUEUES: dict[str, tuple[str, ...]] = {
-    EMAIL_QUEUE: EVENT_TYPES,
-    POSTS_QUEUE: (USER_RENAMED,),
-}
-"""Every consumer's queue and what it is bound to: one source for relays, consumers, worker."""
-
-
-def consumer_queues(prefix: str) -> dict[str, tuple[str, ...]]:
-    return {prefix + queue: keys for queue, keys in CONSUMER_QUEUES.items()}
-
 
 @dataclass(frozen=True)
 class Event:

@@ -11,20 +11,21 @@ With ``events.broker: rabbitmq`` the broker takes this role instead.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import urlencode
 
+import msgspec
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from blog.config import TransportConfig
-from blog.errors import InvalidInput, Unavailable
+from blog.errors import InvalidInput
 from blog.events import Event, OutboxEventBus, read_outbox
-from blog.transport import ServiceClient, ServiceCredentials
+from blog.transport import Transport, TransportError, WireRequest
+from blog.transport.credentials import ServiceCredentials
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,10 @@ POLL_SLICE_SECONDS = 0.25
 MAX_ATTEMPTS = 20
 RETRY_PAUSE_SECONDS = 0.25
 
-metadata = MetaData()
+cursor_metadata = MetaData()
 cursors = Table(
     "event_feed_cursors",
-    metadata,
+    cursor_metadata,
     Column("source", String(64), primary_key=True),
     Column("position", Integer, nullable=False),
 )
@@ -92,48 +93,37 @@ def _upsert(engine: Engine, source: str, position: int) -> None:
         connection.execute(stmt)
 
 
+class FeedUnavailable(Exception):
+    """The feed did not answer properly (the service is down, restarting, or refused us)."""
+
+
 class FeedPuller:
     """Pulls one service's event feed into the monolith's bus, in a background thread."""
 
     def __init__(
         self,
         service: str,
-        base_url: str,
-        transport: TransportConfig,
+        transport: Transport,
         credentials: ServiceCredentials,
         deliver: Callable[[Event], None],
         engine: Engine,
+        *,
+        read_timeout: float,
         wait_seconds: float = 2.0,
     ) -> None:
         self.service = service
+        self._transport = transport
+        self._credentials = credentials
         self._deliver = deliver
         self._engine = engine
         # Short long-polls: an idle feed costs one request per couple of seconds, and a server
         # shutting down gracefully never waits long for a parked request.
         self._wait = wait_seconds
-        # Its own client, with its own breaker: background polling of a dead service must not
-        # hold the request path's breaker open or steal its half-open probe.
-        feed_transport = dataclasses.replace(
-            transport,
-            read_timeout_seconds=wait_seconds + transport.read_timeout_seconds,
-            retries=0,
-        )
-        self._client = ServiceClient(
-            f"{service}",
-            base_url,
-            feed_transport,
-            errors=(),
-            unavailable=lambda message: Unavailable(service, message),
-            credentials=credentials,
-            pool_size=1,
-        )
+        self._read_timeout = read_timeout
         self._stop = threading.Event()
         self._attempts: dict[str, int] = {}
         self._retrying: dict[str, Event] = {}
-        self._thread = threading.Thread(
-            target=self._run, name=f"feed-puller-{service}", daemon=True
-        )
-        metadata.create_all(engine)
+        self._thread: threading.Thread | None = None
 
     @property
     def source(self) -> str:
@@ -147,11 +137,36 @@ class FeedPuller:
         return found or 0
 
     def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"feed-puller-{self.service}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop pulling. Not waited for: a long-poll in flight ends by itself within
+        ``wait_seconds``, and what it brings back is no longer delivered."""
         self._stop.set()
-        self._client.close()
+        self._transport.close()
+
+    def _fetch(self, after: int, wait: float) -> dict[str, object]:
+        query = urlencode({"after": after, "limit": 100, "wait": wait})
+        request = WireRequest(
+            "GET",
+            f"/events?{query}",
+            f"{self.service}.events",
+            safe=True,
+            headers={"Authorization": f"Bearer {self._credentials.token_for(self.service)}"},
+            read_timeout=wait + self._read_timeout,
+        )
+        try:
+            response = self._transport.send(request)
+        except TransportError as exc:
+            raise FeedUnavailable(f"the {self.service} service is unavailable: {exc}") from None
+        if response.status != 200:
+            raise FeedUnavailable(f"the {self.service} feed answered HTTP {response.status}")
+        body: dict[str, object] = msgspec.json.decode(response.content)
+        return body
 
     def pull_once(self, wait: float = 0.0) -> int:
         """Deliver what the feed has after our position; returns how many events were taken.
@@ -163,17 +178,15 @@ class FeedPuller:
         """
         taken = sum(self._try(event) for event in list(self._retrying.values()))
         after = self.position()
-        response = self._client.call(
-            "GET",
-            "/events",
-            params={"after": after, "limit": 100, "wait": 0 if self._retrying else wait},
-            idempotent=True,
-        )
-        body = response.json()
-        for item in body["events"]:
+        body = self._fetch(after, 0 if self._retrying else wait)
+        items = body["events"]
+        assert isinstance(items, list)
+        if self._stop.is_set():
+            return taken
+        for item in items:
             taken += self._try(Event.from_dict(item["event"]))
-        if body["events"]:
-            _upsert(self._engine, self.source, int(body["last_position"]))
+        if items:
+            _upsert(self._engine, self.source, int(str(body["last_position"])))
         return taken
 
     def _try(self, event: Event) -> bool:
@@ -207,7 +220,7 @@ class FeedPuller:
             try:
                 self.pull_once(wait=self._wait)
                 backoff = 0.25
-            except Unavailable as exc:
+            except FeedUnavailable as exc:
                 if self._stop.is_set():
                     return
                 log.warning("event feed of %s: %s; retrying in %.1fs", self.service, exc, backoff)

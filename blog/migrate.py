@@ -59,8 +59,8 @@ from sqlalchemy.exc import IntegrityError
 
 from blog.config import ConfigError, load_config
 from blog.events import Event, read_outbox
+from blog.feed import cursor_metadata as feed_metadata
 from blog.feed import cursors
-from blog.feed import metadata as feed_metadata
 
 DEFAULT_BATCH_SIZE = 500
 MAX_REPORTED_CONFLICTS = 10

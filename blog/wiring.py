@@ -1,70 +1,140 @@
-"""The composition root: the one module that reads ``services.<domain>.mode`` and names concrete
-implementations. Everything else receives what is built here, so flipping a flag in config.yaml
-is the only change an extraction needs.
+"""The composition root: the one module that reads ``services.<domain>.mode`` and puts concrete
+implementations together, for every kind of process the product runs.
+
+- :func:`build_monolith`: the gateway's domains, each in-process, or a client of its extracted
+  service (over a socket, or over the in-process wire), linked by events;
+- :func:`build_service`: one extracted domain: its own database, its endpoints generated from
+  its route table, its outbox relay and its consumer.
+
+Building has no side effects: no table is created, no thread started, no connection opened.
+A :class:`Runtime` starts explicitly: ``start()`` creates what tables are missing and starts the
+background work (outbox relays, queue consumers, event-feed pullers). A server does that when it
+starts serving (the first request, or gunicorn's ``post_worker_init``); the CLI, the tests and the
+lab build freely and start only what they mean to.
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
-import importlib
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, Protocol
 
-from sqlalchemy import Engine, MetaData, Table
-from sqlalchemy.orm import Session, sessionmaker
+from flask import Flask, Response, jsonify, request
+from sqlalchemy import Engine, MetaData
+from sqlalchemy.orm import Session
 
 from blog.auth import AuthService
-from blog.config import DOMAINS, Config
-from blog.db import create_tables, make_engine, make_session_factory
-from blog.email import EmailService
-from blog.events import (
-    CONSUMER_QUEUES,
-    EMAIL_QUEUE,
-    EVENT_TYPES,
-    POSTS_QUEUE,
-    USER_RENAMED,
-    EventBus,
-    EventPublisher,
-    InlineEventBus,
-    OutboxEventBus,
-    consumer_queues,
+from blog.config import Config
+from blog.contract import (
+    failure_detector,
+    is_public,
+    openapi_document,
+    public,
+    remote,
+    service_blueprint,
 )
-from blog.feed import FeedPuller
+from blog.db import create_tables, make_engine, make_session_factory
+from blog.domains import MANIFESTS, manifest
+from blog.email import EmailService
+from blog.events import Event, EventPublisher, InlineEventBus, OutboxEventBus
+from blog.httpkit import configure_logging, install
 from blog.images import ImagesService
-from blog.leader import Leader
+from blog.manifest import BuildContext, DomainManifest
 from blog.payments import PaymentsService
 from blog.posts import PostsService
 from blog.timing import TimedDomain
-from blog.transport import ServiceCredentials
+from blog.transport import Transport
+from blog.transport.credentials import ServiceCredentials
+from blog.transport.faults import FaultInjectingTransport
+from blog.transport.http import PooledHttpTransport
+from blog.transport.resilience import CircuitBreaker, ResilientTransport
+from blog.transport.wire import WireTransport
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+"""Multipart framing around an upload (boundaries, part headers) on top of the image's bytes."""
 
-PUBLISHERS = ("auth", "posts", "payments")
-"""Domains that publish events: extracted, their events reach the monolith through a feed."""
+JobKind = Literal["relay", "consumer", "feed"]
+
+
+class Job(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Runtime:
+    """What a built process owns: databases to prepare, background jobs, things to close."""
+
+    tables: list[tuple[Engine, MetaData]] = field(default_factory=list)
+    jobs: list[tuple[JobKind, Job]] = field(default_factory=list)
+    children: list[Runtime] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    engines: list[Engine] = field(default_factory=list)
+    _started: bool = field(default=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def init_db(self) -> None:
+        """Create every table this process owns that does not exist yet (idempotent)."""
+        for child in self.children:
+            child.init_db()
+        for engine, metadata in self.tables:
+            create_tables(engine, metadata)
+
+    def start(self, kinds: Iterable[JobKind] = ("relay", "consumer", "feed")) -> None:
+        """Prepare the databases and start the background jobs of ``kinds``; once per process
+        (a second call returns at once, so a server may call it on every request)."""
+        if self._started:
+            return
+        with self._lock:
+            if self._started:
+                return
+            self.init_db()
+            wanted = set(kinds)
+            for child in self.children:
+                child.start(wanted)
+            for kind, job in self.jobs:
+                if kind in wanted:
+                    job.start()
+            self._started = True
+
+    def close(self) -> None:
+        for _kind, job in reversed(self.jobs):
+            job.stop()
+        for child in self.children:
+            child.close()
+        for close in self.closers:
+            close()
+        for engine in self.engines:
+            engine.dispose()
+
+
+# --------------------------------------------------------------------------- the monolith
 
 
 @dataclass
 class Domains:
-    """Every domain behind its interface, plus the bus that links them."""
+    """Every domain behind its interface, as the gateway sees them."""
 
     auth: AuthService
     posts: PostsService
     images: ImagesService
     payments: PaymentsService
     email: EmailService
-    bus: EventBus
+    bus: InlineEventBus
     modes: dict[str, str]
-    engine: Engine
-    pullers: list[Leader] = field(default_factory=list)
-    relays: list[Any] = field(default_factory=list)
-    consumers: list[Any] = field(default_factory=list)
     _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
 
     def gather(self, *calls: Callable[[], Any]) -> list[Any]:
         """Run independent calls, concurrently when any domain is remote.
@@ -79,200 +149,335 @@ class Domains:
         return [future.result() for future in futures]
 
     def close(self) -> None:
-        for consumer in self.consumers:
-            consumer.stop()
-        for relay in self.relays:
-            relay.stop()
-        for puller in self.pullers:
-            puller.stop()
-        for name in DOMAINS:
-            close = getattr(getattr(self, name), "close", None)
+        for m in MANIFESTS:
+            close = getattr(self[m.name], "close", None)
             if close is not None:
                 close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-        self.engine.dispose()
 
 
-def domain_metadata() -> dict[str, MetaData]:
-    """Each domain's own tables (imported lazily: nothing heavy happens at import time)."""
-    from blog.auth.models import metadata as auth_metadata
-    from blog.email.models import metadata as email_metadata
-    from blog.images.models import metadata as images_metadata
-    from blog.payments.models import metadata as payments_metadata
-    from blog.posts.models import metadata as posts_metadata
+@dataclass
+class Monolith(Runtime):
+    config: Config | None = None
+    domains: Domains | None = None
+    engine: Engine | None = None
 
-    return {
-        "auth": auth_metadata,
-        "posts": posts_metadata,
-        "images": images_metadata,
-        "payments": payments_metadata,
-        "email": email_metadata,
-    }
+    @property
+    def registry(self) -> Domains:
+        assert self.domains is not None
+        return self.domains
 
 
-def _inprocess_factories(
-    config: Config, sessions: sessionmaker[Session], bus_for: Callable[[str], EventPublisher]
-) -> dict[str, Callable[[], Any]]:
-    from blog.auth.service import InProcessAuthService
-    from blog.email.service import InProcessEmailService
-    from blog.email.transports import make_transport
-    from blog.images.service import InProcessImagesService
-    from blog.images.storage import make_storage
-    from blog.payments.providers import make_provider
-    from blog.payments.service import InProcessPaymentsService
-    from blog.posts.service import InProcessPostsService
+def build_monolith(config: Config, overrides: Mapping[str, Any] | None = None) -> Monolith:
+    """The gateway's domains where config.yaml says each one runs, linked by events.
 
-    def payments() -> Any:
-        provider_name, provider = make_provider(config.payments)
-        return InProcessPaymentsService(sessions, bus_for("payments"), provider, provider_name)
+    ``overrides`` replaces a domain by any object that implements its interface (a test double,
+    a client over a mock transport): Service Weaver's trick of running one test body against
+    every deployment.
 
-    return {
-        "auth": lambda: InProcessAuthService(sessions, bus_for("auth"), config.auth),
-        "posts": lambda: InProcessPostsService(sessions, bus_for("posts"), config.posts),
-        "images": lambda: InProcessImagesService(
-            sessions, config.images, make_storage(config.images)
-        ),
-        "payments": payments,
-        "email": lambda: InProcessEmailService(
-            sessions, make_transport(config.email), config.email.from_address
-        ),
-    }
-
-
-HTTP_CLIENTS = {
-    "auth": "blog.auth.client:HttpAuthClient",
-    "posts": "blog.posts.client:HttpPostsClient",
-    "images": "blog.images.client:HttpImagesClient",
-    "payments": "blog.payments.client:HttpPaymentsClient",
-    "email": "blog.email.client:HttpEmailClient",
-}
-
-
-def _http_client(domain: str, config: Config, credentials: ServiceCredentials) -> Any:
-    module_name, class_name = HTTP_CLIENTS[domain].split(":")
-    client_class = getattr(importlib.import_module(module_name), class_name)
-    url = config.services[domain].url
-    assert url is not None  # config validation guarantees it in http mode
-    return client_class(url, config.transport, credentials)
-
-
-def outbox_of(domain: str) -> Table:
-    return importlib.import_module(f"blog.{domain}.models").outbox
-
-
-def build(config: Config) -> Domains:
-    """Build every domain where config.yaml says it runs, and link them with events.
-
-    ``events.broker: inline`` — publishers hand events to the in-process bus after commit; an
-    extracted publisher's events come back through its HTTP feed. ``rabbitmq`` — every
-    in-process publisher writes its outbox and a relay sends it to the broker; consumers (email,
-    posts' rename handler) read their own queues wherever their domain runs.
+    ``events.broker: inline``: publishers hand events to the in-process bus after commit; an
+    extracted publisher's events come back through its HTTP feed. ``rabbitmq``: every in-process
+    publisher writes its outbox and a relay sends it to the broker; each consumer reads its own
+    queue wherever its domain runs.
     """
+    overrides = dict(overrides or {})
     engine = make_engine(config.database_url)
     sessions = make_session_factory(engine)
-    inline_bus = InlineEventBus()
+    bus = InlineEventBus()
     credentials = ServiceCredentials(config.transport.internal_token)
-    modes = {domain: svc.mode for domain, svc in config.services.items()}
-    metadata = domain_metadata()
     rabbitmq = config.events.broker == "rabbitmq"
-    outbox_buses: dict[str, OutboxEventBus] = {}
-
-    def bus_for(domain: str) -> EventPublisher:
-        if not rabbitmq:
-            return inline_bus
-        return outbox_buses.setdefault(domain, OutboxEventBus(outbox_of(domain)))
-
-    inprocess = _inprocess_factories(config, sessions, bus_for)
+    runtime = Monolith(config=config, engine=engine, engines=[engine])
+    outboxes: dict[str, OutboxEventBus] = {}
     built: dict[str, Any] = {}
-    pullers: list[Leader] = []
-    for domain in DOMAINS:
-        if modes[domain] == "inprocess":
+    for m in MANIFESTS:
+        mode = config.mode(m.name)
+        if m.name in overrides:
+            built[m.name] = overrides[m.name]
+        elif mode == "inprocess":
             # Only the domains that live here get tables here: after extraction the monolith
             # no longer touches an extracted domain's tables.
-            create_tables(engine, metadata[domain])
-            built[domain] = inprocess[domain]()
+            runtime.tables.append((engine, m.metadata()))
+            publisher = _publisher(m, bus, outboxes if rabbitmq else None)
+            built[m.name] = m.build(BuildContext(config, sessions, publisher))
         else:
-            built[domain] = _http_client(domain, config, credentials)
-            if domain in PUBLISHERS and not rabbitmq:
-                url = config.services[domain].url or ""
-                puller = FeedPuller(
-                    domain,
-                    url,
-                    config.transport,
-                    credentials,
-                    functools.partial(inline_bus.deliver, strict=True),
-                    engine,
-                )
-                # one puller per feed across the monolith's processes, or each worker would
-                # handle every event (and send every email) once more
-                key = f"feed {engine.url.render_as_string(hide_password=True)} {domain}"
-                pullers.append(Leader(key, puller.start, puller.stop))
-
-    timed = {name: TimedDomain(impl, name, modes[name]) for name, impl in built.items()}
-    remote = any(mode != "inprocess" for mode in modes.values())
-    domains = Domains(
-        **timed,
-        bus=inline_bus,
+            child = None
+            if mode == "wire":
+                child = build_service(m.name, config)
+                runtime.children.append(child)
+            transport = _service_transport(m, config, child)
+            built[m.name] = remote(m, _resilient(m, config, transport), credentials)
+            if m.publishes and not rabbitmq:
+                _pull_feed(m, config, runtime, child, engine, bus, credentials)
+    if rabbitmq:
+        _link_to_broker(config, runtime, outboxes, built, engine, inprocess_only=True)
+    else:
+        for m in MANIFESTS:
+            for event_type in m.handles:
+                bus.subscribe(event_type, built[m.name].handle_event, consumer=m.name)
+    modes = {m.name: config.mode(m.name) for m in MANIFESTS}
+    remote_any = any(mode != "inprocess" for mode in modes.values())
+    runtime.domains = Domains(
+        **{name: TimedDomain(impl, name, modes[name]) for name, impl in built.items()},
+        bus=bus,
         modes=modes,
-        engine=engine,
-        pullers=pullers,
         _executor=ThreadPoolExecutor(max_workers=8, thread_name_prefix="gather")
-        if remote
+        if remote_any
         else None,
     )
-    if rabbitmq:
-        _start_broker_links(config, domains, built, outbox_buses, engine)
+    runtime.closers.append(runtime.domains.close)
+    return runtime
+
+
+def _publisher(
+    m: DomainManifest[Any], bus: InlineEventBus, outboxes: dict[str, OutboxEventBus] | None
+) -> EventPublisher:
+    if not m.publishes:
+        return UndeclaredEvents(m.name)
+    if outboxes is None:
+        return bus
+    outbox = m.outbox()
+    assert outbox is not None
+    return outboxes.setdefault(m.name, OutboxEventBus(outbox))
+
+
+class UndeclaredEvents:
+    """The publisher of a domain that declares no events: publishing is a bug, said loudly."""
+
+    def __init__(self, domain: str) -> None:
+        self._domain = domain
+
+    def publish(self, session: Session, event: Event) -> None:
+        raise RuntimeError(
+            f"{self._domain} published {event.type}, but its manifest declares no events"
+        )
+
+
+def _service_transport(
+    m: DomainManifest[Any], config: Config, child: ServiceRuntime | None
+) -> Transport:
+    """How calls reach the extracted domain: its own app in this process (``wire``), or its
+    server over a keep-alive socket, with any configured faults in front."""
+    service = config.services[m.name]
+    inner: Transport
+    if child is not None:
+        inner = WireTransport(child.app, m.name)
     else:
-        inline_bus.subscribe(USER_RENAMED, domains.posts.handle_event, consumer="posts")
-        for event_type in EVENT_TYPES:
-            inline_bus.subscribe(event_type, domains.email.handle_event, consumer="email")
-    for puller in pullers:
-        puller.start()
-    return domains
+        assert service.url is not None  # config validation guarantees it
+        inner = PooledHttpTransport(
+            service.url,
+            connect_timeout=config.transport.connect_timeout_seconds,
+            read_timeout=config.transport.read_timeout_seconds,
+        )
+    if service.faults:
+        inner = FaultInjectingTransport(
+            inner, service.faults, read_timeout=config.transport.read_timeout_seconds
+        )
+    return inner
 
 
-def _start_broker_links(
+def _resilient(m: DomainManifest[Any], config: Config, inner: Transport) -> ResilientTransport:
+    settings = config.transport
+    breaker = CircuitBreaker(
+        m.name, settings.breaker_fail_max, settings.breaker_reset_timeout_seconds
+    )
+    return ResilientTransport(
+        inner, breaker, retries=settings.retries, is_failure=failure_detector(m)
+    )
+
+
+def _pull_feed(
+    m: DomainManifest[Any],
     config: Config,
-    domains: Domains,
-    built: dict[str, Any],
-    outbox_buses: dict[str, OutboxEventBus],
+    runtime: Runtime,
+    child: ServiceRuntime | None,
     engine: Engine,
+    bus: InlineEventBus,
+    credentials: ServiceCredentials,
 ) -> None:
+    from blog.feed import FeedPuller, cursor_metadata
+    from blog.leader import Leader
+
+    # Its own connection, with no breaker: background polling of a dead service must not hold
+    # the request path's breaker open or steal its half-open trial.
+    service = config.services[m.name]
+    transport: Transport
+    if child is not None:
+        transport = WireTransport(child.app, m.name)
+    else:
+        assert service.url is not None
+        transport = PooledHttpTransport(
+            service.url,
+            connect_timeout=config.transport.connect_timeout_seconds,
+            read_timeout=config.transport.read_timeout_seconds,
+            pool_size=1,
+        )
+    puller = FeedPuller(
+        m.name,
+        transport,
+        credentials,
+        functools.partial(bus.deliver, strict=True),
+        engine,
+        read_timeout=config.transport.read_timeout_seconds,
+    )
+    if (engine, cursor_metadata) not in runtime.tables:
+        runtime.tables.append((engine, cursor_metadata))
+    # One puller per feed across the monolith's processes, or each worker would handle every
+    # event (and send every email) once more.
+    key = f"feed {engine.url.render_as_string(hide_password=True)} {m.name}"
+    runtime.jobs.append(("feed", Leader(key, puller.start, puller.stop)))
+
+
+def _link_to_broker(
+    config: Config,
+    runtime: Runtime,
+    outboxes: Mapping[str, OutboxEventBus],
+    built: Mapping[str, Any],
+    engine: Engine,
+    *,
+    inprocess_only: bool,
+) -> None:
+    """With RabbitMQ: a relay per outbox written here, and a consumer per handling domain that
+    runs here."""
     from blog.broker import EventConsumer, OutboxRelay, SingleRelay
-    from blog.email import UnknownRecipient
+    from blog.domains import consumer_queues
 
     events = config.events
     queues = consumer_queues(events.queue_prefix)
-    for bus in outbox_buses.values():
+    for outbox in outboxes.values():
         relay = OutboxRelay(
-            engine, bus.table, events.rabbitmq_url, events.exchange, bus, queues=queues
+            engine, outbox.table, events.rabbitmq_url, events.exchange, outbox, queues=queues
         )
-        domains.relays.append(SingleRelay(relay))
-    if domains.modes["email"] == "inprocess":
-        domains.consumers.append(
-            EventConsumer(
-                events.rabbitmq_url,
-                events.exchange,
-                events.queue_prefix + EMAIL_QUEUE,
-                CONSUMER_QUEUES[EMAIL_QUEUE],
-                built["email"].handle_event,
-                events.prefetch,
-                retry_errors=(UnknownRecipient,),
-            )
+        runtime.jobs.append(("relay", SingleRelay(relay)))
+    for name, impl in built.items():
+        m = manifest(name)
+        if not m.handles or (inprocess_only and config.mode(name) != "inprocess"):
+            continue
+        consumer = EventConsumer(
+            events.rabbitmq_url,
+            events.exchange,
+            events.queue_prefix + m.queue,
+            m.handles,
+            _logged(name, impl.handle_event),
+            events.prefetch,
+            retry_errors=m.retry_handling_on,
         )
-    if domains.modes["posts"] == "inprocess":
-        domains.consumers.append(
-            EventConsumer(
-                events.rabbitmq_url,
-                events.exchange,
-                events.queue_prefix + POSTS_QUEUE,
-                CONSUMER_QUEUES[POSTS_QUEUE],
-                built["posts"].handle_event,
-                events.prefetch,
-            )
+        runtime.jobs.append(("consumer", consumer))
+
+
+def _logged(domain: str, handle: Callable[[Event], object]) -> Callable[[Event], object]:
+    consumer_log = logging.getLogger(f"blog.{domain}.consumer")
+
+    def handler(event: Event) -> object:
+        started = time.perf_counter()
+        handled = handle(event)
+        consumer_log.info(
+            "event %s (%s) %s in %.1f ms",
+            event.id,
+            event.type,
+            "skipped: already processed" if handled is False else "handled",
+            (time.perf_counter() - started) * 1000,
         )
-    for relay in domains.relays:
-        relay.start()
-    for consumer in domains.consumers:
-        consumer.start_in_thread()
+        return handled
+
+    return handler
+
+
+# --------------------------------------------------------------------------- one service
+
+
+@dataclass
+class ServiceRuntime(Runtime):
+    app: Flask = field(default_factory=lambda: Flask(__name__))
+    service: Any = None
+    engine: Engine | None = None
+
+
+def build_service(domain: str, config: Config) -> ServiceRuntime:
+    """One extracted domain: the same in-process implementation the monolith runs, on the
+    service's own database, served through endpoints generated from its route table."""
+    m = manifest(domain)
+    configure_logging(config.log_level)
+    engine = make_engine(config.service_database_url(domain))
+    rabbitmq = config.events.broker == "rabbitmq"
+    outbox_table = m.outbox()
+    outbox = OutboxEventBus(outbox_table) if outbox_table is not None else None
+    publisher: EventPublisher = outbox if outbox is not None else UndeclaredEvents(domain)
+    service = m.build(BuildContext(config, make_session_factory(engine), publisher))
+    credentials = ServiceCredentials(config.transport.internal_token)
+
+    app = Flask(f"extracted.{domain}")
+    app.config.update(
+        BLOG=config,
+        SECRET_KEY=config.secret_key,
+        MAX_CONTENT_LENGTH=config.images.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+    )
+    install(app)
+    runtime = ServiceRuntime(
+        app=app, service=service, engine=engine, tables=[(engine, m.metadata())], engines=[engine]
+    )
+
+    @app.before_request
+    def _serve() -> None:
+        runtime.start()  # at once after the first time
+        view = app.view_functions.get(request.endpoint or "")
+        if view is not None and not is_public(view):
+            credentials.verify(request.headers.get("Authorization"), audience=domain)
+
+    @app.get("/ping")
+    @public
+    def ping() -> tuple[str, int, dict[str, str]]:
+        """A trivial endpoint: the latency lab's floor for one round trip on this stack."""
+        return "pong", 200, {"Content-Type": "text/plain"}
+
+    @app.get("/health")
+    @public
+    def health() -> Response:
+        return jsonify({"service": domain, **service.health()})
+
+    document = functools.cache(lambda: openapi_document(m))
+
+    @app.get("/openapi.json")
+    @public
+    def openapi() -> Response:
+        return jsonify(document())
+
+    app.register_blueprint(service_blueprint(m, service))
+    if rabbitmq:
+        _link_to_broker(
+            config,
+            runtime,
+            {domain: outbox} if outbox is not None else {},
+            {domain: service},
+            engine,
+            inprocess_only=False,
+        )
+    elif outbox is not None:
+        from blog.feed import feed_blueprint
+
+        app.register_blueprint(feed_blueprint(engine, outbox))
+    closer = getattr(service, "close", None)
+    if closer is not None:
+        runtime.closers.append(closer)
+    app.extensions["blog.runtime"] = runtime
+    return runtime
+
+
+def runtime_of(app: Flask) -> Runtime:
+    runtime: Runtime = app.extensions["blog.runtime"]
+    return runtime
+
+
+def service_app_factory(domain: str) -> Callable[..., Flask]:
+    """``create_app(config=None)`` for ``extracted/<domain>``: config.yaml (or ``BLOG_CONFIG``),
+    with optional overrides merged over it."""
+
+    def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
+        if not isinstance(config, Config):
+            from blog.config import load_config
+
+            config = load_config(overrides=config)
+        return build_service(domain, config).app
+
+    create_app.__doc__ = f"The {domain} service's Flask app."
+    return create_app

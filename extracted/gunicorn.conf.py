@@ -18,3 +18,11 @@ accesslog = None  # the app logs every request itself, with its request id
 # gunicorn 23+ opens a control socket at one fixed path per user; several services on one machine
 # would fight over it, and nothing here uses it.
 control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """Start the app's background work (relays, consumers, feed pullers) once this worker runs:
+    building the app starts nothing, and a forked worker must start its own threads."""
+    runtime = getattr(worker.wsgi, "extensions", {}).get("blog.runtime")
+    if runtime is not None:
+        runtime.start()

@@ -268,12 +268,12 @@ class IsolatedBroker:
     def delete(self) -> None:
         import pika
 
-        from blog.events import CONSUMER_QUEUES
+        from blog.domains import consumer_queues
 
         connection = pika.BlockingConnection(pika.URLParameters(self.url))
         try:
             channel = connection.channel()
-            for queue in CONSUMER_QUEUES:
+            for queue in consumer_queues():
                 for name in (self.queue_prefix + queue, self.queue_prefix + queue + ".dlq"):
                     channel.queue_delete(name)
             for name in (self.exchange, self.exchange + ".dlx"):

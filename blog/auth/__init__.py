@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from blog.errors import Conflict, InvalidInput, NotFound, Unauthorized, Unavailable
+from blog.contract import Route
+from blog.errors import Conflict, NotFound, Unauthorized, Unavailable
+from blog.events import USER_REGISTERED, USER_RENAMED
+from blog.manifest import BuildContext, DomainManifest, HttpService
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,6 @@ class AccessToken:
     token_type: str
     expires_in: int
     user: User
-
-
-class AuthInvalidInput(InvalidInput):
-    code = "invalid_input"
 
 
 class EmailTaken(Conflict):
@@ -57,7 +56,7 @@ class AuthUnavailable(Unavailable):
         super().__init__("auth", message)
 
 
-ERRORS = (AuthInvalidInput, EmailTaken, InvalidCredentials, InvalidToken, UserNotFound)
+ERRORS = (EmailTaken, InvalidCredentials, InvalidToken, UserNotFound)
 
 
 class AuthService(Protocol):
@@ -72,3 +71,32 @@ class AuthService(Protocol):
     def rename(self, user_id: int, name: str) -> User: ...
 
     def health(self) -> dict[str, object]: ...
+
+
+ROUTES = (
+    # Not safe: a repeat after a lost answer would say "email taken".
+    Route("register", "POST", "/register", status=201),
+    Route("login", "POST", "/login", safe=True),
+    Route("verify", "POST", "/verify", safe=True),
+    Route("get_user", "GET", "/users/{user_id}", safe=True),
+    # Setting a name: a repeat leaves the same state.
+    Route("rename", "PATCH", "/users/{user_id}", safe=True),
+)
+
+
+def _build(context: BuildContext) -> AuthService:
+    from blog.auth.service import InProcessAuthService
+
+    return InProcessAuthService(context.sessions, context.publisher, context.config.auth)
+
+
+MANIFEST = DomainManifest(
+    name="auth",
+    interface=AuthService,
+    build=_build,
+    models="blog.auth.models",
+    errors=ERRORS,
+    unavailable=AuthUnavailable,
+    extraction=HttpService(port=3001, routes=ROUTES),
+    publishes=(USER_REGISTERED, USER_RENAMED),
+)

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from blog.auth import (
     AccessToken,
-    AuthInvalidInput,
     EmailTaken,
     InvalidCredentials,
     InvalidToken,
@@ -24,22 +23,18 @@ from blog.auth.passwords import MAX_LENGTH, MIN_LENGTH, check_password, hash_pas
 from blog.auth.tokens import decode_token, issue_token
 from blog.config import AuthConfig
 from blog.db import isoformat, ping, transaction, utcnow
+from blog.errors import invalid, positive_int
 from blog.events import USER_REGISTERED, USER_RENAMED, Event, EventPublisher
 
 EMAIL_MAX = 254
 NAME_MAX = 100
-MAX_ID = 2**63 - 1
 BAD_CREDENTIALS = "the email or password is incorrect"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
-def _invalid(field: str, problem: str) -> AuthInvalidInput:
-    return AuthInvalidInput(f"{field}: {problem}", details={"field": field})
-
-
 def _string(value: object, field: str) -> str:
     if not isinstance(value, str):
-        raise _invalid(field, "must be a string")
+        raise invalid(field, "must be a string")
     return value
 
 
@@ -55,36 +50,34 @@ def _storable(value: str) -> bool:
 def _email(value: object) -> str:
     email = _string(value, "email").strip().lower()
     if len(email) > EMAIL_MAX or not _EMAIL.fullmatch(email) or not _storable(email):
-        raise _invalid("email", "must be a valid email address")
+        raise invalid("email", "must be a valid email address")
     return email
 
 
 def _name(value: object) -> str:
     name = _string(value, "name").strip()
     if not 1 <= len(name) <= NAME_MAX:
-        raise _invalid("name", f"must be 1 to {NAME_MAX} characters")
+        raise invalid("name", f"must be 1 to {NAME_MAX} characters")
     if not _storable(name):
-        raise _invalid("name", "must not contain control characters")
+        raise invalid("name", "must not contain control characters")
     return name
 
 
 def _password(value: object) -> str:
     password = _string(value, "password")
     if len(password) < MIN_LENGTH:
-        raise _invalid("password", f"must be at least {MIN_LENGTH} characters")
+        raise invalid("password", f"must be at least {MIN_LENGTH} characters")
     if len(password) > MAX_LENGTH:
-        raise _invalid("password", f"must be at most {MAX_LENGTH} characters")
+        raise invalid("password", f"must be at most {MAX_LENGTH} characters")
     try:
         password.encode("utf-8")
     except UnicodeEncodeError:
-        raise _invalid("password", "must be valid Unicode text") from None
+        raise invalid("password", "must be valid Unicode text") from None
     return password
 
 
 def _user_id(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
-        raise _invalid("user_id", "must be a positive integer")
-    return value
+    return positive_int(value, "user_id")
 
 
 def _email_taken() -> EmailTaken:

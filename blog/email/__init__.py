@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from blog.errors import BadGateway, InvalidInput
-from blog.events import Event
+from blog.contract import Route
+from blog.errors import BadGateway, InvalidInput, Unavailable
+from blog.events import EVENT_TYPES, Event
+from blog.manifest import BuildContext, DomainManifest, QueueConsumer
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,16 @@ class EmailTransportError(BadGateway):
     code = "email_transport_error"
 
 
+class EmailUnavailable(Unavailable):
+    code = "email_unavailable"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__("email", message)
+
+
+ERRORS = (UnknownRecipient, MalformedEvent, EmailTransportError)
+
+
 class EmailService(Protocol):
     def handle_event(self, event: Event) -> bool:
         """Send what the event calls for; False when the event id was already handled."""
@@ -46,3 +58,33 @@ class EmailService(Protocol):
     def list_inbox(self, limit: int = 50) -> list[EmailMessage]: ...
 
     def health(self) -> dict[str, object]: ...
+
+
+ROUTES = (
+    # Email's write side is the queue: it takes events, never commands. Its read side (the dev
+    # mailbox) is served so that GET /api/dev/inbox keeps working after the extraction.
+    Route("list_inbox", "GET", "/inbox", safe=True, query={"limit": "limit"}),
+)
+
+
+def _build(context: BuildContext) -> EmailService:
+    from blog.email.service import InProcessEmailService
+    from blog.email.transports import make_transport
+
+    email = context.config.email
+    return InProcessEmailService(context.sessions, make_transport(email), email.from_address)
+
+
+MANIFEST = DomainManifest(
+    name="email",
+    interface=EmailService,
+    build=_build,
+    models="blog.email.models",
+    errors=ERRORS,
+    unavailable=EmailUnavailable,
+    extraction=QueueConsumer(port=3005, routes=ROUTES),
+    handles=EVENT_TYPES,
+    # post.created may overtake its author's user.registered (another publisher, another
+    # relay): wait for it a while before giving the event up.
+    retry_handling_on=(UnknownRecipient,),
+)

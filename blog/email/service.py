@@ -28,6 +28,7 @@ from blog.email.models import (
     ProcessedEvent,
 )
 from blog.email.transports import EmailTransport
+from blog.errors import positive_int
 from blog.events import PAYMENT_COMPLETED, POST_CREATED, USER_REGISTERED, USER_RENAMED, Event
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ class InProcessEmailService:
         return True
 
     def list_inbox(self, limit: int = 50) -> list[EmailMessage]:
-        limit = max(1, min(int(limit), INBOX_LIMIT_MAX))
+        limit = min(positive_int(limit, "limit"), INBOX_LIMIT_MAX)
         query = (
             select(EmailMessageRecord)
             .order_by(EmailMessageRecord.created_at.desc(), EmailMessageRecord.id.desc())

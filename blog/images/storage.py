@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,23 +17,11 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from blog.config import ImagesConfig
-from blog.errors import BadGateway
-from blog.images import ImageNotFound
+from blog.images import ImageNotFound, ImageStorageError, is_valid_key
 
 logger = logging.getLogger(__name__)
 
-KEY_PATTERN = re.compile(r"[0-9a-f]{32}\.jpg")
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-
-
-class ImageStorageError(BadGateway):
-    """The storage backend failed; not the client's fault, and possibly transient."""
-
-    code = "image_storage_error"
-
-
-def is_valid_key(key: str) -> bool:
-    return KEY_PATTERN.fullmatch(key) is not None
 
 
 def _checked(key: str) -> str:

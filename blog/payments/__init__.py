@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from blog.errors import BadGateway, Conflict, InvalidInput, NotFound, PaymentRequired, Unavailable
+from blog.contract import Route
+from blog.errors import BadGateway, Conflict, NotFound, PaymentRequired, Unavailable
+from blog.events import PAYMENT_COMPLETED
+from blog.manifest import BuildContext, DomainManifest, HttpService
 
 PENDING = "pending"
 SUCCEEDED = "succeeded"
@@ -27,10 +30,6 @@ class Payment:
     decline_code: str | None
     created_at: str
     updated_at: str
-
-
-class PaymentsInvalidInput(InvalidInput):
-    code = "invalid_input"
 
 
 class PaymentDeclined(PaymentRequired):
@@ -63,7 +62,6 @@ class PaymentsUnavailable(Unavailable):
 
 
 ERRORS = (
-    PaymentsInvalidInput,
     PaymentDeclined,
     IdempotencyKeyReused,
     PaymentNotFound,
@@ -87,3 +85,44 @@ class PaymentsService(Protocol):
         """Re-drive payments left ``pending`` by a crash; returns how many were settled."""
 
     def health(self) -> dict[str, object]: ...
+
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+
+ROUTES = (
+    # Safe although it is a POST: it carries an idempotency key the service honours (one row
+    # per user and key, the provider called with a key derived from it), so a repeat after a
+    # lost answer replays the first outcome instead of charging again: the one kind of write
+    # ARCHITECTURE.md lets the transport retry.
+    Route(
+        "charge",
+        "POST",
+        "/payment",
+        safe=True,
+        status=201,
+        headers={"idempotency_key": IDEMPOTENCY_KEY_HEADER},
+    ),
+    Route("get_payment", "GET", "/payments/{payment_id}", safe=True),
+    # Safe: it settles only rows still pending, each by compare-and-set.
+    Route("reconcile_pending", "POST", "/reconcile", safe=True, envelope="settled"),
+)
+
+
+def _build(context: BuildContext) -> PaymentsService:
+    from blog.payments.providers import make_provider
+    from blog.payments.service import InProcessPaymentsService
+
+    provider_name, provider = make_provider(context.config.payments)
+    return InProcessPaymentsService(context.sessions, context.publisher, provider, provider_name)
+
+
+MANIFEST = DomainManifest(
+    name="payments",
+    interface=PaymentsService,
+    build=_build,
+    models="blog.payments.models",
+    errors=ERRORS,
+    unavailable=PaymentsUnavailable,
+    extraction=HttpService(port=3004, routes=ROUTES),
+    publishes=(PAYMENT_COMPLETED,),
+)

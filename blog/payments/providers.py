@@ -16,7 +16,8 @@ from typing import Literal, Protocol
 import stripe
 
 from blog.config import PaymentsConfig
-from blog.payments import PaymentsInvalidInput, ProviderError
+from blog.errors import InvalidInput
+from blog.payments import ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class PaymentProvider(Protocol):
     ) -> ProviderResult:
         """Charge once per ``idempotency_key``.
 
-        Raises ``PaymentsInvalidInput`` when the request itself is wrong (nothing was charged)
+        Raises ``InvalidInput`` when the request itself is wrong (nothing was charged)
         and ``ProviderError`` when the outcome is unknown (retry later with the same key).
         """
         ...
@@ -87,7 +88,7 @@ class FakePaymentProvider:
         decline_code = self.DECLINING.get(payment_method)
         if decline_code is not None:
             return ProviderResult("declined", ref, decline_code, "Your card was declined.")
-        raise PaymentsInvalidInput(f"No such PaymentMethod: '{payment_method}'")
+        raise InvalidInput(f"No such PaymentMethod: '{payment_method}'")
 
 
 class StripePaymentProvider:
@@ -129,7 +130,7 @@ class StripePaymentProvider:
         except stripe.CardError as exc:
             return _declined_from_card_error(exc)
         except stripe.InvalidRequestError as exc:
-            raise PaymentsInvalidInput(exc.user_message or "invalid payment request") from exc
+            raise InvalidInput(exc.user_message or "invalid payment request") from exc
         except stripe.StripeError as exc:
             # Connection, API, rate-limit, auth, permission and idempotency errors: the outcome is
             # unknown or our setup is wrong; either way the payment stays pending.

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from blog.db import isoformat, ping, transaction, utcnow
+from blog.errors import MAX_ID, InvalidInput, invalid, positive_int
 from blog.events import PAYMENT_COMPLETED, Event, EventPublisher
 from blog.payments import (
     DECLINED,
@@ -32,7 +33,6 @@ from blog.payments import (
     Payment,
     PaymentDeclined,
     PaymentNotFound,
-    PaymentsInvalidInput,
     ProviderError,
 )
 from blog.payments.models import PaymentRow
@@ -98,7 +98,9 @@ class InProcessPaymentsService:
         return self._drive(payment)
 
     def get_payment(self, payment_id: int) -> Payment:
-        if isinstance(payment_id, int) and not isinstance(payment_id, bool):
+        if isinstance(payment_id, bool) or not isinstance(payment_id, int):
+            raise invalid("payment_id", "must be a positive integer")
+        if 1 <= payment_id <= MAX_ID:
             with self._sessions() as session:
                 row = session.get(PaymentRow, payment_id)
                 if row is not None:
@@ -122,6 +124,8 @@ class InProcessPaymentsService:
         Only rows older than ``older_than_seconds`` are touched, so a charge still in flight in a
         request is left to that request.
         """
+        if isinstance(older_than_seconds, bool) or not isinstance(older_than_seconds, int | float):
+            raise invalid("older_than_seconds", "must be a number of seconds")
         cutoff = utcnow() - timedelta(seconds=older_than_seconds)
         with self._sessions() as session:
             rows = session.scalars(
@@ -137,7 +141,7 @@ class InProcessPaymentsService:
                 self._drive(payment)
             except PaymentDeclined:
                 settled += 1
-            except (ProviderError, PaymentsInvalidInput) as exc:
+            except (ProviderError, InvalidInput) as exc:
                 log.warning("reconcile: payment %s not settled: %s", payment.id, exc.message)
             else:
                 settled += 1
@@ -210,7 +214,7 @@ class InProcessPaymentsService:
                 payment.payment_method,
                 provider_idempotency_key(payment.user_id, payment.idempotency_key),
             )
-        except PaymentsInvalidInput:
+        except InvalidInput:
             # The provider refused the request itself: nothing was charged, so drop the row and
             # let the client correct it.
             self._discard_pending(payment.id)
@@ -272,10 +276,9 @@ def _validate(
     user_id: Any, amount: Any, currency: Any, payment_method: Any, idempotency_key: Any
 ) -> str:
     """Check every argument; returns the normalised (lowercase) currency."""
-    if not _is_int(user_id) or user_id < 1:
-        raise PaymentsInvalidInput("user_id: must be a positive integer")
+    positive_int(user_id, "user_id")
     if not _is_int(amount) or not MIN_AMOUNT <= amount <= MAX_AMOUNT:
-        raise PaymentsInvalidInput(
+        raise InvalidInput(
             f"amount: must be an integer number of minor units from {MIN_AMOUNT} to {MAX_AMOUNT}"
         )
     if not (
@@ -284,19 +287,19 @@ def _validate(
         and currency.isascii()
         and currency.isalpha()
     ):
-        raise PaymentsInvalidInput("currency: must be a 3-letter ISO 4217 code such as 'usd'")
+        raise InvalidInput("currency: must be a 3-letter ISO 4217 code such as 'usd'")
     if not (
         isinstance(payment_method, str)
         and payment_method.strip()
         and len(payment_method) <= MAX_TEXT
     ):
-        raise PaymentsInvalidInput(f"payment_method: must be 1 to {MAX_TEXT} characters")
+        raise InvalidInput(f"payment_method: must be 1 to {MAX_TEXT} characters")
     if not (
         isinstance(idempotency_key, str)
         and 1 <= len(idempotency_key) <= MAX_TEXT
         and all("!" <= char <= "~" for char in idempotency_key)
     ):
-        raise PaymentsInvalidInput(
+        raise InvalidInput(
             f"idempotency_key: must be 1 to {MAX_TEXT} visible ASCII characters (no spaces)"
         )
     return currency.lower()

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from blog.errors import Forbidden, InvalidInput, NotFound, Unavailable
-from blog.events import Event
+from blog.contract import Route
+from blog.errors import Forbidden, NotFound, Unavailable
+from blog.events import POST_CREATED, USER_RENAMED, Event
+from blog.manifest import BuildContext, DomainManifest, HttpService
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,6 @@ class PostPage:
     total: int
 
 
-class PostsInvalidInput(InvalidInput):
-    code = "invalid_input"
-
-
 class PostNotFound(NotFound):
     code = "post_not_found"
 
@@ -62,7 +60,7 @@ class PostsUnavailable(Unavailable):
         super().__init__("posts", message)
 
 
-ERRORS = (PostsInvalidInput, PostNotFound, NotPostAuthor)
+ERRORS = (PostNotFound, NotPostAuthor)
 
 UNSET: object = object()
 """Marks an update field the caller did not send (``None`` is a real value for image_url)."""
@@ -102,3 +100,39 @@ class PostsService(Protocol):
         """Keep the denormalised author names current (``user.renamed``)."""
 
     def health(self) -> dict[str, object]: ...
+
+
+ROUTES = (
+    # Not safe: a repeat after a lost answer would publish the post (or comment) twice.
+    Route("create_post", "POST", "/posts", status=201),
+    Route("list_posts", "GET", "/posts", safe=True, query={"page": "page", "per_page": "per_page"}),
+    Route("get_post", "GET", "/posts/{post_id}", safe=True),
+    # Setting values: a repeat leaves the same state (updated_at moves only on a real change).
+    Route("update_post", "PATCH", "/posts/{post_id}", safe=True),
+    # Safe: if the first attempt deleted the post and only its answer was lost, the repeat
+    # answers "no such post", which is true; the post is gone either way.
+    Route("delete_post", "DELETE", "/posts/{post_id}", safe=True, query={"editor_id": "editor_id"}),
+    Route("list_comments", "GET", "/comments", safe=True, query={"post_id": "post"}),
+    Route("add_comment", "POST", "/comments", status=201),
+    # The handler sets a name rather than applying a diff, so a redelivery is harmless.
+    Route("handle_event", "POST", "/events", safe=True, body="event"),
+)
+
+
+def _build(context: BuildContext) -> PostsService:
+    from blog.posts.service import InProcessPostsService
+
+    return InProcessPostsService(context.sessions, context.publisher, context.config.posts)
+
+
+MANIFEST = DomainManifest(
+    name="posts",
+    interface=PostsService,
+    build=_build,
+    models="blog.posts.models",
+    errors=ERRORS,
+    unavailable=PostsUnavailable,
+    extraction=HttpService(port=3002, routes=ROUTES),
+    publishes=(POST_CREATED,),
+    handles=(USER_RENAMED,),
+)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from blog.config import PostsConfig
 from blog.db import isoformat, ping, transaction, utcnow
+from blog.errors import InvalidInput, invalid, positive_int
 from blog.events import POST_CREATED, USER_RENAMED, Event, EventPublisher
 from blog.posts import (
     UNSET,
@@ -20,7 +21,6 @@ from blog.posts import (
     Post,
     PostNotFound,
     PostPage,
-    PostsInvalidInput,
 )
 from blog.posts.models import CommentRow, PostRow
 
@@ -31,36 +31,29 @@ BODY_MAX = 50_000
 AUTHOR_NAME_MAX = 100
 IMAGE_URL_MAX = 2048
 COMMENT_MAX = 5000
-MAX_ID = 2**63 - 1
 _MULTILINE_OK = frozenset("\n\r\t")
-
-
-def _invalid(field: str, problem: str) -> PostsInvalidInput:
-    return PostsInvalidInput(f"{field}: {problem}", details={"field": field})
 
 
 def _text(value: object, field: str, max_length: int, *, multiline: bool = False) -> str:
     """A non-blank string of at most ``max_length`` characters; single-line unless told."""
     if not isinstance(value, str):
-        raise _invalid(field, "must be a string")
+        raise invalid(field, "must be a string")
     if not multiline:
         value = value.strip()
     if not value.strip() or len(value) > max_length:
-        raise _invalid(field, f"must be 1 to {max_length} characters")
+        raise invalid(field, f"must be 1 to {max_length} characters")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise _invalid(field, "must be valid Unicode text") from None
+        raise invalid(field, "must be valid Unicode text") from None
     allowed = _MULTILINE_OK if multiline else frozenset()
     if any(unicodedata.category(c) == "Cc" and c not in allowed for c in value):
-        raise _invalid(field, "must not contain control characters")
+        raise invalid(field, "must not contain control characters")
     return value
 
 
 def _id(value: object, field: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
-        raise _invalid(field, "must be a positive integer")
-    return value
+    return positive_int(value, field)
 
 
 def _image_url(value: object) -> str | None:
@@ -69,19 +62,19 @@ def _image_url(value: object) -> str | None:
         return None
     problem = "must be a path starting with '/' or an http(s) URL"
     if not isinstance(value, str) or len(value) > IMAGE_URL_MAX:
-        raise _invalid("image_url", f"{problem}, at most {IMAGE_URL_MAX} characters")
+        raise invalid("image_url", f"{problem}, at most {IMAGE_URL_MAX} characters")
     if any(c.isspace() or c == "\\" or unicodedata.category(c) == "Cc" for c in value):
-        raise _invalid("image_url", problem)
+        raise invalid("image_url", problem)
     try:
         value.encode("utf-8")
         parts = urlsplit(value)
     except ValueError:
-        raise _invalid("image_url", problem) from None
+        raise invalid("image_url", problem) from None
     if value.startswith("/") and not value.startswith("//"):  # "//host" is another origin
         return value
     if parts.scheme in ("http", "https") and parts.hostname:
         return value
-    raise _invalid("image_url", problem)
+    raise invalid("image_url", problem)
 
 
 def _to_post(row: PostRow) -> Post:
@@ -269,7 +262,7 @@ class InProcessPostsService:
         try:
             user_id = _id(user_id, "user_id")
             name = _text(name, "name", AUTHOR_NAME_MAX)
-        except PostsInvalidInput as exc:
+        except InvalidInput as exc:
             log.warning("ignoring malformed %s event %s: %s", event.type, event.id, exc.message)
             return
         with transaction(self._session_factory) as session:

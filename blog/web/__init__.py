@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from flask import Flask
 
-from blog.web.errors import register_error_handlers
-from blog.web.observability import init_request_ids
+from blog.httpkit import install
 
 
 def register_web(app: Flask) -> None:
     from blog.web import accounts, dev, health, media, payments, posts
 
-    init_request_ids(app)
-    register_error_handlers(app)
+    install(app)
     for module in (accounts, posts, media, payments, dev, health):
         app.register_blueprint(module.bp, url_prefix="/api")

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from blog.domains import NAMES
 from blog.errors import DomainError
 from blog.web.context import domains
 
@@ -19,8 +20,8 @@ bp = Blueprint("health", __name__)
 def health() -> tuple[Response, int]:
     registry = domains()
     report: dict[str, Any] = {}
-    for name in ("auth", "posts", "images", "payments", "email"):
-        service = getattr(registry, name)
+    for name in NAMES:
+        service = registry[name]
         try:
             state = dict(service.health())
         except DomainError as exc:

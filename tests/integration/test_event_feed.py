@@ -22,8 +22,9 @@ def test_an_event_that_arrives_before_its_dependency_is_delivered_again(tmp_path
         time.sleep(0.5)  # the puller pulls it and email refuses it (unknown recipient)
         assert domains.email.list_inbox() == []
         domains.bus.deliver(
-            Event(type=USER_REGISTERED,
-                  data={"user_id": 7, "email": "ada@example.com", "name": "Ada"})
+            Event(
+                type=USER_REGISTERED, data={"user_id": 7, "email": "ada@example.com", "name": "Ada"}
+            )
         )
 
         def confirmed() -> None:
