@@ -16,6 +16,7 @@ lab build freely and start only what they mean to.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import logging
 import threading
@@ -481,3 +482,21 @@ def service_app_factory(domain: str) -> Callable[..., Flask]:
 
     create_app.__doc__ = f"The {domain} service's Flask app."
     return create_app
+
+
+def connect(domain: str, config: Config, url: str | None = None) -> Any:
+    """A client of ``domain``'s extracted service at ``url`` (default: its configured one), with
+    the same transport stack the monolith uses: for tools, tests and the lab."""
+    m = manifest(domain)
+    settings = config.services[m.name]
+    if url is not None:
+        config = dataclasses.replace(
+            config,
+            services={
+                **config.services,
+                m.name: dataclasses.replace(settings, mode="http", url=url),
+            },
+        )
+    transport = _service_transport(m, config, None)
+    credentials = ServiceCredentials(config.transport.internal_token)
+    return remote(m, _resilient(m, config, transport), credentials)

@@ -24,7 +24,7 @@ def config(tmp_path: Path) -> Config:
 def app(config: Config) -> Iterator[Flask]:
     app = create_app(config)
     yield app
-    app.extensions["blog.domains"].close()
+    app.extensions["blog.runtime"].close()
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ import requests
 import yaml
 
 from blog.config import Config, load_config
-from blog.wiring import Domains
+from blog.domains import HTTP_SERVICES
+from blog.wiring import Domains, build_monolith, runtime_of
 
 T = TypeVar("T")
 
@@ -71,7 +72,7 @@ def free_port() -> int:
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-HTTP_DOMAINS = ("auth", "posts", "images", "payments")
+HTTP_DOMAINS = HTTP_SERVICES
 
 
 def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.02) -> T:
@@ -104,6 +105,7 @@ class ThreadedServer:
 
         WSGIRequestHandler.protocol_version = "HTTP/1.1"  # keep-alive, like the real server
         self._app = app
+        runtime_of(app).start()  # a server that starts serving starts its app's work
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(
@@ -112,10 +114,9 @@ class ThreadedServer:
         self._thread.start()
 
     def stop(self) -> None:
-        for link in self._app.extensions.get("blog.broker_links", []):
-            link.stop()  # relays and consumers, before their queues are deleted
         self._server.shutdown()
         self._server.server_close()
+        runtime_of(self._app).close()  # relays and consumers, before their queues are deleted
 
 
 def start_threaded_service(domain: str, tmp_path: Path, **extra: Any) -> ThreadedServer:
@@ -216,23 +217,31 @@ class ServiceProcess:
 def deploy(domain: str, mode: str, tmp_path: Path, **extra: Any) -> Iterator[Domains]:
     """The monolith's domains with ``domain`` in ``mode``; in http mode its service runs as a
     real gunicorn process with its own database, and the same wiring builds the client."""
-    from blog.wiring import build
-
     if mode == "inprocess":
-        domains = build(make_config(tmp_path, **extra))
-        try:
+        with started(build_monolith(make_config(tmp_path, **extra))) as domains:
             yield domains
-        finally:
-            domains.close()
+        return
+    if mode == "wire":
+        services = {domain: {"mode": "wire", "database_url": f"sqlite:///{tmp_path}/{domain}.db"}}
+        with started(build_monolith(make_config(tmp_path, services=services, **extra))) as domains:
+            yield domains
         return
     with ServiceProcess(domain, tmp_path, **extra) as service:
-        domains = build(
-            make_config(tmp_path, services={domain: {"mode": "http", "url": service.url}}, **extra)
+        config = make_config(
+            tmp_path, services={domain: {"mode": "http", "url": service.url}}, **extra
         )
-        try:
+        with started(build_monolith(config)) as domains:
             yield domains
-        finally:
-            domains.close()
+
+
+@contextmanager
+def started(runtime: Any) -> Iterator[Domains]:
+    """A built monolith, started (its tables made, its background jobs running) and closed."""
+    runtime.start()
+    try:
+        yield runtime.registry
+    finally:
+        runtime.close()
 
 
 def unique_email(prefix: str = "user") -> str:
@@ -286,19 +295,11 @@ class ThreadedEmailWorker:
     """The extracted email worker's consumer and inbox server, in threads of this process."""
 
     def __init__(self, config: Config) -> None:
-        from extracted.email.worker import build_consumer, build_inbox_server
+        from extracted.email.worker import EmailWorker
 
-        self.consumer, self._engine = build_consumer(config)
-        self.consumer.start_in_thread("email-consumer")
-        server = build_inbox_server(config)
-        assert server is not None
-        self._server = server
-        threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
+        self._worker = EmailWorker(config)
+        self.consumer = self._worker.consumer
+        self._worker.start()
 
     def stop(self) -> None:
-        self.consumer.stop()
-        self._server.shutdown()
-        self._server.server_close()
-        self._engine.dispose()
+        self._worker.stop()

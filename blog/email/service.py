@@ -28,7 +28,7 @@ from blog.email.models import (
     ProcessedEvent,
 )
 from blog.email.transports import EmailTransport
-from blog.errors import positive_int
+from blog.errors import invalid
 from blog.events import PAYMENT_COMPLETED, POST_CREATED, USER_REGISTERED, USER_RENAMED, Event
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,9 @@ class InProcessEmailService:
         return True
 
     def list_inbox(self, limit: int = 50) -> list[EmailMessage]:
-        limit = min(positive_int(limit, "limit"), INBOX_LIMIT_MAX)
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise invalid("limit", "must be a positive integer")
+        limit = max(1, min(limit, INBOX_LIMIT_MAX))  # a friendly clamp, not a refusal
         query = (
             select(EmailMessageRecord)
             .order_by(EmailMessageRecord.created_at.desc(), EmailMessageRecord.id.desc())

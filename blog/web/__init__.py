@@ -12,8 +12,8 @@ from blog.httpkit import install
 
 
 def register_web(app: Flask) -> None:
-    from blog.web import accounts, dev, health, media, payments, posts
+    from blog.web import accounts, dev, health, media, openapi, payments, posts
 
     install(app)
-    for module in (accounts, posts, media, payments, dev, health):
+    for module in (accounts, posts, media, payments, dev, health, openapi):
         app.register_blueprint(module.bp, url_prefix="/api")

@@ -2,18 +2,48 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from flask import Blueprint, Response, jsonify
 
+from blog.auth import AccessToken, User
 from blog.web.auth_guard import current_user, login_required
 from blog.web.context import domains
 from blog.web.inputs import field, json_body
+from blog.web.openapi import documented
 
 bp = Blueprint("accounts", __name__)
 
 
+@dataclass(frozen=True)
+class Registration:
+    email: str
+    name: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Credentials:
+    email: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Rename:
+    name: str
+
+
+@dataclass(frozen=True)
+class PublicProfile:
+    """What anyone may see of a user: never the email."""
+
+    id: int
+    name: str
+    created_at: str
+
+
 @bp.post("/register")
+@documented("Create an account", body=Registration, response=User, status=201, errors=(409, 503))
 def register() -> tuple[Response, int]:
     body = json_body()
     user = domains().auth.register(
@@ -25,6 +55,12 @@ def register() -> tuple[Response, int]:
 
 
 @bp.post("/login")
+@documented(
+    "Exchange email and password for a bearer token",
+    body=Credentials,
+    response=AccessToken,
+    errors=(401, 503),
+)
 def login() -> Response:
     body = json_body()
     token = domains().auth.login(
@@ -35,12 +71,14 @@ def login() -> Response:
 
 @bp.get("/me")
 @login_required
+@documented("The caller's own account", response=User, errors=(503,))
 def me() -> Response:
     return jsonify(asdict(current_user()))
 
 
 @bp.patch("/me")
 @login_required
+@documented("Change the caller's display name", body=Rename, response=User, errors=(503,))
 def rename_me() -> Response:
     body = json_body()
     user = domains().auth.rename(current_user().id, field(body, "name", str))
@@ -48,6 +86,7 @@ def rename_me() -> Response:
 
 
 @bp.get("/users/<int:user_id>")
+@documented("A user's public profile", response=PublicProfile, errors=(400, 503))
 def public_profile(user_id: int) -> Response:
     user = domains().auth.get_user(user_id)
     return jsonify({"id": user.id, "name": user.name, "created_at": user.created_at})

@@ -35,4 +35,11 @@ def login_required(view: F) -> F:
         current_user()
         return view(*args, **kwargs)
 
+    # Marked, so that the API document's security requirements come from the guard itself and
+    # cannot disagree with it.
+    wrapper.blog_login_required = True  # type: ignore[attr-defined]
     return cast(F, wrapper)
+
+
+def requires_login(view: Callable[..., Any]) -> bool:
+    return bool(getattr(view, "blog_login_required", False))

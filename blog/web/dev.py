@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from flask import Blueprint, Response, jsonify
 
+from blog.email import EmailMessage
 from blog.errors import NotFound
 from blog.web.context import config, domains
 from blog.web.inputs import query_int
+from blog.web.openapi import documented, integer
 
 bp = Blueprint("dev", __name__)
 
 
+@dataclass(frozen=True)
+class Inbox:
+    items: list[EmailMessage]
+
+
 @bp.get("/dev/inbox")
+@documented(
+    "The dev mailbox: the newest emails the blog sent (not served in production)",
+    response=Inbox,
+    query={"limit": integer("How many; capped to the server's maximum.", default=50)},
+    errors=(400, 404, 503),
+)
 def inbox() -> Response:
     if config().env == "production":
         raise NotFound("the dev inbox is not served in production")

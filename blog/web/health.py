@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from flask import Blueprint, Response, jsonify
 
 from blog.domains import NAMES
 from blog.errors import DomainError
 from blog.web.context import domains
+from blog.web.openapi import documented
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("health", __name__)
 
 
+@dataclass(frozen=True)
+class DomainHealth:
+    """Where the domain runs and how it is; the rest depends on the domain and its mode."""
+
+    mode: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Health:
+    status: Literal["ok", "degraded"]
+    domains: dict[str, DomainHealth]
+
+
 @bp.get("/health")
+@documented("Each domain's mode and health (200 even when degraded)", response=Health)
 def health() -> tuple[Response, int]:
     registry = domains()
     report: dict[str, Any] = {}

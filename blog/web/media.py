@@ -7,14 +7,23 @@ from dataclasses import asdict
 from flask import Blueprint, Response, request
 
 from blog.errors import InvalidInput
+from blog.images import StoredImage
 from blog.web.auth_guard import login_required
 from blog.web.context import domains
+from blog.web.openapi import Multipart, documented
 
 bp = Blueprint("media", __name__)
 
 
 @bp.post("/upload")
 @login_required
+@documented(
+    "Upload an image; it is stored as a JPEG thumbnail",
+    body=Multipart({"image": "The image file (JPEG, PNG, GIF or WebP)."}),
+    response=StoredImage,
+    status=201,
+    errors=(400, 413, 415, 502, 503),
+)
 def upload() -> tuple[dict[str, object], int]:
     if not request.mimetype.startswith("multipart/form-data"):
         raise InvalidInput("send the image as multipart/form-data in the field 'image'")
@@ -26,6 +35,12 @@ def upload() -> tuple[dict[str, object], int]:
 
 
 @bp.get("/images/<key>")
+@documented(
+    "A stored image (public, cacheable forever)",
+    response=bytes,
+    media_type="image/jpeg",
+    errors=(502, 503),
+)
 def image(key: str) -> Response:
     blob = domains().images.get(key)
     response = Response(blob.data, mimetype=blob.content_type)

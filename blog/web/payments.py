@@ -2,23 +2,50 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from flask import Blueprint, Response, jsonify, request
 
 from blog.errors import InvalidInput
-from blog.payments import PaymentNotFound
+from blog.payments import IDEMPOTENCY_KEY_HEADER, Payment, PaymentNotFound
 from blog.web.auth_guard import current_user, login_required
 from blog.web.context import domains
 from blog.web.inputs import field, json_body
+from blog.web.openapi import Parameter, documented
 
 bp = Blueprint("payments", __name__)
 
 
+@dataclass(frozen=True)
+class Charge:
+    amount: int
+    """In minor units (cents)."""
+    currency: str
+    """A 3-letter ISO 4217 code such as 'usd'."""
+    payment_method: str
+    """A provider payment method such as 'pm_card_visa'."""
+
+
+IDEMPOTENCY_KEY = Parameter(
+    "Any unique string (e.g. a UUID): a retry with the same key replays the first outcome "
+    "instead of charging again.",
+    {"type": "string", "minLength": 1},
+    required=True,
+)
+
+
 @bp.post("/payment")
 @login_required
+@documented(
+    "Charge the caller, once per Idempotency-Key",
+    body=Charge,
+    headers={IDEMPOTENCY_KEY_HEADER: IDEMPOTENCY_KEY},
+    response=Payment,
+    status=201,
+    errors=(402, 409, 502, 503),
+)
 def pay() -> tuple[Response, int]:
-    key = request.headers.get("Idempotency-Key", "").strip()
+    key = request.headers.get(IDEMPOTENCY_KEY_HEADER, "").strip()
     if not key:
         raise InvalidInput(
             "the Idempotency-Key header is required (any unique string, e.g. a UUID; "
@@ -38,6 +65,7 @@ def pay() -> tuple[Response, int]:
 
 @bp.get("/payments/<int:payment_id>")
 @login_required
+@documented("One of the caller's payments", response=Payment, errors=(400, 503))
 def get_payment(payment_id: int) -> Response:
     payment = domains().payments.get_payment(payment_id)
     if payment.user_id != current_user().id:

@@ -3,24 +3,80 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 from flask import Blueprint, Response, jsonify
 
 from blog.auth import UserNotFound
 from blog.errors import Unavailable
-from blog.posts import UNSET, Post
+from blog.posts import UNSET, Comment, Post, PostPage
 from blog.web.auth_guard import current_user, login_required
 from blog.web.context import domains
 from blog.web.inputs import field, json_body, query_int
+from blog.web.openapi import documented, integer
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("posts", __name__)
 
 
+@dataclass(frozen=True)
+class NewPost:
+    title: str
+    body: str
+    image_url: str | None = None
+    """A path starting with '/' (such as an upload's ``url``) or an http(s) URL."""
+
+
+@dataclass(frozen=True)
+class PostChanges:
+    """Only the fields sent change; ``image_url: null`` removes the image."""
+
+    title: str | None = None
+    body: str | None = None
+    image_url: str | None = None
+
+
+@dataclass(frozen=True)
+class NewComment:
+    body: str
+
+
+@dataclass(frozen=True)
+class Author:
+    """The author as auth knows them (``source: auth``), or the post's own copy of the name when
+    auth cannot answer (``source: post``; ``missing`` when the account is gone)."""
+
+    id: int
+    name: str
+    source: Literal["auth", "post"]
+    missing: bool = False
+
+
+@dataclass(frozen=True)
+class PostDetail:
+    post: Post
+    author: Author
+    comments: list[Comment]
+
+
+@dataclass(frozen=True)
+class CommentList:
+    items: list[Comment]
+
+
+PAGE = integer("The page, from 1.", default=1)
+PER_PAGE = integer("Posts per page; more than the server's maximum is capped to it.")
+
+
 @bp.get("/posts")
+@documented(
+    "The newest posts first, a page at a time",
+    response=PostPage,
+    query={"page": PAGE, "per_page": PER_PAGE},
+    errors=(400, 503),
+)
 def list_posts() -> Response:
     page = domains().posts.list_posts(
         page=query_int("page", 1), per_page=query_int("per_page", 0) or None
@@ -30,6 +86,7 @@ def list_posts() -> Response:
 
 @bp.post("/posts")
 @login_required
+@documented("Publish a post", body=NewPost, response=Post, status=201, errors=(503,))
 def create_post() -> tuple[Response, int]:
     body = json_body()
     user = current_user()
@@ -60,6 +117,7 @@ def _author_of(post: Post) -> dict[str, Any]:
 
 
 @bp.get("/posts/<int:post_id>")
+@documented("A post with its author and comments", response=PostDetail, errors=(400, 503))
 def post_detail(post_id: int) -> Response:
     posts = domains().posts
     post, comments = domains().gather(
@@ -76,6 +134,7 @@ def post_detail(post_id: int) -> Response:
 
 @bp.patch("/posts/<int:post_id>")
 @login_required
+@documented("Edit one's own post", body=PostChanges, response=Post, errors=(403, 503))
 def update_post(post_id: int) -> Response:
     body = json_body()
     post = domains().posts.update_post(
@@ -90,12 +149,14 @@ def update_post(post_id: int) -> Response:
 
 @bp.delete("/posts/<int:post_id>")
 @login_required
+@documented("Delete one's own post", status=204, errors=(400, 403, 503))
 def delete_post(post_id: int) -> tuple[str, int]:
     domains().posts.delete_post(post_id, current_user().id)
     return "", 204
 
 
 @bp.get("/posts/<int:post_id>/comments")
+@documented("A post's comments, oldest first", response=CommentList, errors=(400, 503))
 def list_comments(post_id: int) -> Response:
     comments = domains().posts.list_comments(post_id)
     return jsonify({"items": [asdict(c) for c in comments]})
@@ -103,6 +164,7 @@ def list_comments(post_id: int) -> Response:
 
 @bp.post("/posts/<int:post_id>/comments")
 @login_required
+@documented("Comment on a post", body=NewComment, response=Comment, status=201, errors=(503,))
 def add_comment(post_id: int) -> tuple[Response, int]:
     body = json_body()
     user = current_user()

@@ -6,19 +6,19 @@ import pytest
 
 from blog.auth import (
     AccessToken,
-    AuthInvalidInput,
     EmailTaken,
     InvalidCredentials,
     InvalidToken,
     User,
     UserNotFound,
 )
+from blog.errors import InvalidInput
 from tests.support import deploy, eventually, unique_email
 
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture(scope="module", params=["inprocess", "http"])
+@pytest.fixture(scope="module", params=["inprocess", "wire", "http"])
 def domains(request, tmp_path_factory):
     with deploy("auth", request.param, tmp_path_factory.mktemp("auth")) as built:
         yield built
@@ -52,10 +52,10 @@ def test_errors_are_the_domain_errors(auth):
         auth.verify("not-a-token")
     with pytest.raises(UserNotFound):
         auth.get_user(10**9)
-    with pytest.raises(AuthInvalidInput) as excinfo:
+    with pytest.raises(InvalidInput) as excinfo:
         auth.register(unique_email(), "Ada", "short")
     assert excinfo.value.details == {"field": "password"}
-    with pytest.raises(AuthInvalidInput):
+    with pytest.raises(InvalidInput):
         auth.register(42, "Ada", PASSWORD)  # type: ignore[arg-type]
 
 
@@ -80,6 +80,6 @@ def test_health(auth):
 
 @pytest.mark.parametrize("bad_id", [True, "1", -1, 0, 2**63])
 def test_bad_user_ids_are_refused_alike(auth, bad_id):
-    with pytest.raises(AuthInvalidInput) as excinfo:
+    with pytest.raises(InvalidInput) as excinfo:
         auth.get_user(bad_id)
     assert excinfo.value.details == {"field": "user_id"}

@@ -12,23 +12,22 @@ from blog.errors import PayloadTooLarge
 from blog.images import (
     ImageBlob,
     ImageNotFound,
+    ImageStorageError,
     ImageTooLarge,
     InvalidImage,
     StoredImage,
     TooManyPixels,
     UnsupportedImageType,
 )
-from blog.images.storage import ImageStorageError
-from blog.wiring import build
 from tests.images import image_bytes, png_bomb
-from tests.support import deploy, make_config
+from tests.support import deploy
 
 # Small, so "too many bytes" is cheap to send; deploy gives it to the monolith and the service.
 MAX_UPLOAD = 200_000
 UNKNOWN_KEY = "0123456789abcdef0123456789abcdef.jpg"
 
 
-@pytest.fixture(scope="module", params=["inprocess", "http"])
+@pytest.fixture(scope="module", params=["inprocess", "wire", "http"])
 def domains(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("images")
     with deploy("images", request.param, tmp, images={"max_upload_bytes": MAX_UPLOAD}) as built:
@@ -127,12 +126,11 @@ def test_images_stored_before_extraction_are_served_after(tmp_path):
     monolith_dir.mkdir()
     service_dir.mkdir()
     local_dir = monolith_dir / "images"
-    monolith = build(make_config(monolith_dir, images={"local_dir": str(local_dir)}))
-    try:
+    with deploy(
+        "images", "inprocess", monolith_dir, images={"local_dir": str(local_dir)}
+    ) as monolith:
         stored = monolith.images.upload(image_bytes("JPEG", (1600, 1200)), filename="old.jpg")
         before = monolith.images.get(stored.key).data
-    finally:
-        monolith.close()
 
     with deploy("images", "http", service_dir, images={"local_dir": str(local_dir)}) as extracted:
         assert extracted.modes["images"] == "http"
@@ -141,7 +139,7 @@ def test_images_stored_before_extraction_are_served_after(tmp_path):
         assert stored.url == f"/api/images/{stored.key}"
 
         # On the wire: reading is public (CDN-style, cacheable forever), writing is not.
-        base_url = extracted.images.transport.base_url
+        base_url = extracted.images.transport.describe()["url"]
         served = requests.get(f"{base_url}/images/{stored.key}", timeout=5)
         assert served.status_code == 200
         assert served.headers["Content-Type"] == "image/jpeg"

@@ -13,23 +13,22 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from blog.errors import InvalidInput
 from blog.events import Event
 from blog.payments import (
     IdempotencyKeyReused,
     Payment,
     PaymentDeclined,
     PaymentNotFound,
-    PaymentsInvalidInput,
 )
-from blog.payments.client import HttpPaymentsClient
-from blog.transport import ServiceCredentials
+from blog.wiring import connect
 from tests.support import deploy, eventually, make_config, unique_email
 
 CARD = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 _user_ids = itertools.count(1000)
 
 
-@pytest.fixture(scope="module", params=["inprocess", "http"])
+@pytest.fixture(scope="module", params=["inprocess", "wire", "http"])
 def domains(request, tmp_path_factory):
     with deploy("payments", request.param, tmp_path_factory.mktemp("payments")) as built:
         yield built
@@ -128,25 +127,33 @@ def test_a_reused_key_with_other_parameters_is_refused(payments, user_id):
     ],
 )
 def test_invalid_inputs_are_the_services_own_errors(payments, user_id, overrides, key, field):
-    with pytest.raises(PaymentsInvalidInput) as excinfo:
+    with pytest.raises(InvalidInput) as excinfo:
         _charge(payments, user_id, key, **overrides)
     assert excinfo.value.message.startswith(f"{field}: ")
     assert excinfo.value.details == {}
 
 
 def test_an_unknown_payment_method_is_invalid_and_leaves_no_payment(payments, user_id):
-    with pytest.raises(PaymentsInvalidInput) as excinfo:
+    with pytest.raises(InvalidInput) as excinfo:
         _charge(payments, user_id, "bogus", payment_method="pm_bogus")
     assert excinfo.value.message == "No such PaymentMethod: 'pm_bogus'"
     # the row was discarded, so the key is free for the corrected request
     assert _charge(payments, user_id, "bogus").status == "succeeded"
 
 
-@pytest.mark.parametrize("payment_id", [10**9, 0, -1, True, "1"])
+@pytest.mark.parametrize("payment_id", [10**9, 0, -1, 2**63])
 def test_an_unknown_payment_is_payment_not_found(payments, payment_id):
     with pytest.raises(PaymentNotFound) as excinfo:
         payments.get_payment(payment_id)
     assert excinfo.value.message == f"payment {payment_id} not found"
+
+
+@pytest.mark.parametrize("payment_id", [True, "1", 1.0, None])
+def test_a_malformed_payment_id_is_the_same_error_as_in_every_domain(payments, payment_id):
+    with pytest.raises(InvalidInput) as excinfo:
+        payments.get_payment(payment_id)
+    assert excinfo.value.message == "payment_id: must be a positive integer"
+    assert excinfo.value.details == {"field": "payment_id"}
 
 
 def test_reconcile_pending_settles_nothing_when_nothing_is_pending(payments, user_id):
@@ -249,10 +256,8 @@ def _close(sock: socket.socket) -> None:
 def test_a_charge_retried_after_a_lost_response_charges_once(domains, user_id, tmp_path):
     config = make_config(tmp_path)
     assert config.transport.retries >= 1
-    proxy = LossyProxy(domains.payments.transport.base_url)
-    client = HttpPaymentsClient(
-        proxy.url, config.transport, ServiceCredentials(config.transport.internal_token)
-    )
+    proxy = LossyProxy(domains.payments.transport.describe()["url"])
+    client = connect("payments", config, proxy.url)
     try:
         email = _register(domains, user_id)
         proxy.armed.set()

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from blog.errors import InvalidInput
 from blog.events import Event
 from blog.posts import (
     UNSET,
@@ -21,9 +22,8 @@ from blog.posts import (
     Post,
     PostNotFound,
     PostPage,
-    PostsInvalidInput,
 )
-from blog.transport import ServiceCredentials
+from blog.transport.credentials import ServiceCredentials
 from extracted.posts import create_app
 from tests.support import deploy, eventually, service_overrides, unique_email
 
@@ -35,7 +35,7 @@ def new_user() -> int:
     return next(_user_ids)
 
 
-@pytest.fixture(scope="module", params=["inprocess", "http"])
+@pytest.fixture(scope="module", params=["inprocess", "wire", "http"])
 def domains(request, tmp_path_factory):
     with deploy("posts", request.param, tmp_path_factory.mktemp("posts")) as built:
         yield built
@@ -195,9 +195,9 @@ INVALID: list[tuple[str, Callable[[Any], Any], str]] = [
 
 @pytest.mark.parametrize(("case", "call", "field"), INVALID, ids=[c[0] for c in INVALID])
 def test_invalid_input_is_the_same_error_in_both_modes(posts, case, call, field):
-    with pytest.raises(PostsInvalidInput) as excinfo:
+    with pytest.raises(InvalidInput) as excinfo:
         call(posts)
-    assert type(excinfo.value) is PostsInvalidInput, case
+    assert type(excinfo.value) is InvalidInput, case
     assert excinfo.value.status == 400
     assert excinfo.value.details == {"field": field}
     assert excinfo.value.message.startswith(f"{field}: ")
@@ -272,4 +272,4 @@ def test_the_wire_refuses_what_the_client_never_sends(tmp_path):
         assert response.status_code == 400
         assert response.get_json()["error"]["code"] == "invalid_input"
     assert app.test_client().get("/posts").status_code == 401  # no service credential
-    app.extensions["blog.engine"].dispose()
+    app.extensions["blog.runtime"].close()

@@ -48,7 +48,7 @@ def monolith(config_path: Path) -> Iterator[Flask]:
     try:
         yield app
     finally:
-        app.extensions["blog.domains"].close()
+        app.extensions["blog.runtime"].close()
 
 
 def run_cli(config_path: Path, *args: str) -> Result:

@@ -9,12 +9,14 @@ from tests.support import eventually, make_config, start_threaded_service
 
 
 def test_an_event_that_arrives_before_its_dependency_is_delivered_again(tmp_path):
-    from blog.wiring import build
+    from blog.wiring import build_monolith
 
     posts_service = start_threaded_service("posts", tmp_path)
-    domains = build(
+    monolith = build_monolith(
         make_config(tmp_path, services={"posts": {"mode": "http", "url": posts_service.url}})
     )
+    monolith.start()
+    domains = monolith.registry
     try:
         # post.created reaches email through posts' feed before email knows its author
         domains.posts.create_post(author_id=7, author_name="Ada", title="Early", body="b")
@@ -33,5 +35,5 @@ def test_an_event_that_arrives_before_its_dependency_is_delivered_again(tmp_path
 
         eventually(confirmed)
     finally:
-        domains.close()
+        monolith.close()
         posts_service.stop()

@@ -16,12 +16,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, create_engine, insert, inspect, select
 
 from blog.config import load_config
+from blog.domains import manifest
 from blog.events import POST_CREATED, Event
 from blog.feed import cursors
-from blog.wiring import domain_metadata
 from tests.integration.migration import PASSWORD, monolith, run_cli, write_config
 
-POSTS = domain_metadata()["posts"]
+POSTS = manifest("posts").metadata()
 
 
 @pytest.fixture

@@ -16,13 +16,13 @@ from sqlalchemy import Engine, create_engine, select
 
 from blog import create_app
 from blog.config import load_config
-from blog.wiring import domain_metadata
+from blog.domains import manifest
 from tests.integration.migration import PASSWORD, monolith, run_cli, write_config
 from tests.support import ServiceProcess, require_service
 
 pytestmark = pytest.mark.mariadb
 
-PAYMENTS = domain_metadata()["payments"].tables["payments"]
+PAYMENTS = manifest("payments").metadata().tables["payments"]
 EMAIL = "payer@example.com"
 
 
@@ -117,7 +117,7 @@ def test_payments_move_to_mariadb_and_back(tmp_path: Path, mysql_url: str) -> No
                 assert fetched.status_code == 200
                 assert fetched.get_json()["amount"] == 2500
             finally:
-                app.extensions["blog.domains"].close()
+                app.extensions["blog.runtime"].close()
 
         result = run_cli(config_path, "inline", "payments")
         assert result.exit_code == 0, result.output

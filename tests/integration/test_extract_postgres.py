@@ -16,13 +16,13 @@ from sqlalchemy import Engine, create_engine, select
 
 from blog import create_app
 from blog.config import load_config
-from blog.wiring import domain_metadata
+from blog.domains import manifest
 from tests.integration.migration import PASSWORD, monolith, run_cli, write_config
 from tests.support import ServiceProcess, eventually, require_service
 
 pytestmark = pytest.mark.postgres
 
-USERS = domain_metadata()["auth"].tables["auth_users"]
+USERS = manifest("auth").metadata().tables["auth_users"]
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_auth_moves_to_postgresql_and_back(tmp_path: Path, pg_url: str) -> None:
 
                 eventually(welcomed, timeout=20)
             finally:
-                app.extensions["blog.domains"].close()
+                app.extensions["blog.runtime"].close()
 
         result = run_cli(config_path, "inline", "auth")
         assert result.exit_code == 0, result.output

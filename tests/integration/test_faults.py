@@ -18,7 +18,7 @@ import requests
 
 from blog import create_app
 from blog.config import DEV_INTERNAL_TOKEN
-from blog.transport import ServiceCredentials
+from blog.transport.credentials import ServiceCredentials
 from tests.conftest import AuthActions
 from tests.images import image_bytes
 from tests.support import ServiceProcess, eventually, free_port, make_config
@@ -95,7 +95,7 @@ def gateway_with_images(tmp_path: Path, images_service: ServiceProcess):
     )
     app = create_app(config)
     yield app
-    app.extensions["blog.domains"].close()
+    app.extensions["blog.runtime"].close()
 
 
 def test_images_down_the_rest_still_serves(gateway_with_images, images_service):
@@ -134,7 +134,7 @@ def test_breaker_opens_fails_fast_without_network_and_recovers(gateway_with_imag
     images_service.kill()
     for _ in range(FAST_BREAKER["breaker_fail_max"]):
         assert _upload(client, headers).status_code == 503
-    assert breaker.current_state == "open"
+    assert breaker.state == "open"
 
     # While open, calls fail without touching the network: the service's port now belongs to a
     # listener that counts every connection, and none arrives.
@@ -151,7 +151,7 @@ def test_breaker_opens_fails_fast_without_network_and_recovers(gateway_with_imag
     images_service.start()
     # After reset_timeout the breaker lets one trial call through; it succeeds and closes.
     eventually(lambda: _assert_status(_upload(client, headers), 201), timeout=15, interval=0.2)
-    assert breaker.current_state == "closed"
+    assert breaker.state == "closed"
 
 
 def _assert_status(response, status: int) -> None:
@@ -173,7 +173,7 @@ def test_a_hung_service_times_out_instead_of_hanging(tmp_path):
         assert response.status_code == 503
         assert "timed out" in response.get_json()["error"]["message"]
         assert hung.accepted == 1  # one attempt: an upload is never retried blindly
-        app.extensions["blog.domains"].close()
+        app.extensions["blog.runtime"].close()
     finally:
         hung.close()
 
@@ -205,7 +205,7 @@ def test_auth_down_post_detail_shows_the_stored_author_name(tmp_path):
             client.post("/api/posts", json={"title": "t", "body": "b"}, headers=headers).status_code
             == 503
         )  # verifying a token needs auth
-        app.extensions["blog.domains"].close()
+        app.extensions["blog.runtime"].close()
 
 
 def test_request_id_reaches_the_service_log(tmp_path):
@@ -222,7 +222,7 @@ def test_request_id_reaches_the_service_log(tmp_path):
         assert response.status_code == 201
         assert response.headers["X-Request-ID"] == "trace-across-the-boundary"
         eventually(lambda: _assert_in("[trace-across-the-boundary]", auth_service.log()))
-        app.extensions["blog.domains"].close()
+        app.extensions["blog.runtime"].close()
 
 
 def _assert_in(needle: str, haystack: str) -> None:
@@ -276,32 +276,29 @@ def test_unreachable_port_is_a_fast_503(tmp_path):
     )
     assert response.status_code == 503
     assert response.get_json()["error"]["details"]["service"] == "payments"
-    app.extensions["blog.domains"].close()
+    app.extensions["blog.runtime"].close()
 
 
 def test_only_safe_calls_are_retried():
     """Reads (and keyed writes) are retried with backoff; a plain write is sent exactly once."""
-    from blog.config import TransportConfig
-    from blog.errors import Unavailable
-    from blog.transport import ServiceClient
+    from blog.transport import ConnectionBroken, WireRequest
+    from blog.transport.http import PooledHttpTransport
+    from blog.transport.resilience import CircuitBreaker, ResilientTransport
 
     dropping = CountingListener()
     try:
-        client = ServiceClient(
-            "probe",
-            dropping.url,
-            TransportConfig(retries=2, breaker_fail_max=100),
-            (),
-            lambda message: Unavailable("probe", message),
-            ServiceCredentials(DEV_INTERNAL_TOKEN),
+        transport = ResilientTransport(
+            PooledHttpTransport(dropping.url, connect_timeout=1, read_timeout=1),
+            CircuitBreaker("probe", fail_max=100, reset_timeout=30),
+            retries=2,
         )
-        with pytest.raises(Unavailable):
-            client.call("GET", "/thing", idempotent=True)
+        with pytest.raises(ConnectionBroken):
+            transport.send(WireRequest("GET", "/thing", "probe.read", safe=True))
         eventually(lambda: _assert_equal(dropping.accepted, 3))
-        with pytest.raises(Unavailable):
-            client.call("POST", "/thing", json={}, idempotent=False)
+        with pytest.raises(ConnectionBroken):
+            transport.send(WireRequest("POST", "/thing", "probe.write", safe=False, body=b"{}"))
         eventually(lambda: _assert_equal(dropping.accepted, 4))
-        client.close()
+        transport.close()
     finally:
         dropping.close()
 

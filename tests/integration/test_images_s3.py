@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from blog.config import ImagesConfig, S3Config
 from blog.db import make_engine, make_session_factory
-from blog.images import ImageNotFound
+from blog.images import ImageNotFound, ImageStorageError
 from blog.images.models import metadata
 from blog.images.service import InProcessImagesService
-from blog.images.storage import ImageStorageError, S3ImageStorage, make_storage
+from blog.images.storage import S3ImageStorage, make_storage
 
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -20,13 +20,13 @@ import pytest
 
 from blog.config import PaymentsConfig
 from blog.db import create_tables, make_engine, make_session_factory
+from blog.errors import InvalidInput
 from blog.events import PAYMENT_COMPLETED, Event, InlineEventBus
 from blog.payments import (
     DECLINED,
     PENDING,
     SUCCEEDED,
     PaymentDeclined,
-    PaymentsInvalidInput,
     ProviderError,
 )
 from blog.payments.models import metadata
@@ -184,7 +184,7 @@ def test_intent_needing_action_is_a_decline(stripe_server: FakeStripe) -> None:
 def test_invalid_request_is_invalid_input(stripe_server: FakeStripe) -> None:
     stripe_server.respond = missing_payment_method
 
-    with pytest.raises(PaymentsInvalidInput, match="No such PaymentMethod"):
+    with pytest.raises(InvalidInput, match="No such PaymentMethod"):
         provider(stripe_server).charge(1999, "usd", "pm_nope", "k")
 
 

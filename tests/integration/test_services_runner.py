@@ -130,6 +130,6 @@ def test_without_http_services_there_is_nothing_to_start(tmp_path: Path) -> None
     try:
         result = app.test_cli_runner().invoke(args=["services"])
     finally:
-        app.extensions["blog.domains"].close()
+        app.extensions["blog.runtime"].close()
     assert result.exit_code == 0
     assert "No service is in http mode" in result.output

@@ -106,7 +106,7 @@ def lab_app(
     config = lab_config(lab_base_config, lab_state, {d: s.url for d, s in lab_services.items()})
     app = create_app(config)
     yield app
-    app.extensions["blog.domains"].close()  # before the services go: it stops the feed pullers
+    app.extensions["blog.runtime"].close()  # before the services go: it stops the feed pullers
 
 
 @dataclass

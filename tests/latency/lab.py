@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blog.config import HTTP_DOMAINS, Config, load_config
+from blog.config import Config, load_config
+from blog.domains import HTTP_SERVICES as HTTP_DOMAINS
 from tests.support import ServiceProcess
 
 TOPOLOGY_ENV = "BLOG_BENCH_TOPOLOGY"

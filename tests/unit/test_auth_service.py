@@ -14,7 +14,6 @@ from sqlalchemy import create_engine, delete, select
 from sqlalchemy.orm import Session
 
 from blog.auth import (
-    AuthInvalidInput,
     EmailTaken,
     InvalidCredentials,
     InvalidToken,
@@ -26,6 +25,7 @@ from blog.auth.models import UserRow, metadata
 from blog.auth.service import InProcessAuthService
 from blog.config import AuthConfig
 from blog.db import make_engine, make_session_factory
+from blog.errors import InvalidInput
 from blog.events import USER_REGISTERED, USER_RENAMED, Event, InlineEventBus
 
 SECRET = "unit-test-jwt-secret-" + "0123456789abcdef" * 3  # >= 64 bytes, so HS512 is quiet
@@ -170,7 +170,7 @@ def test_duplicate_email_race_maps_integrity_error(service, alice, events, monke
     ],
 )
 def test_register_rejects_bad_input(service, events, email, name, password, field):
-    with pytest.raises(AuthInvalidInput) as caught:
+    with pytest.raises(InvalidInput) as caught:
         service.register(email, name, password)
     assert caught.value.status == 400
     assert caught.value.message.startswith(f"{field}:")
@@ -233,7 +233,7 @@ def test_unknown_email_still_checks_a_hash(service, monkeypatch):
     ("email", "password"), [(None, PASSWORD), ("a@b.com", None), (1, PASSWORD), ("a@b.com", ["x"])]
 )
 def test_login_rejects_non_strings(service, email, password):
-    with pytest.raises(AuthInvalidInput):
+    with pytest.raises(InvalidInput):
         service.login(email, password)
 
 
@@ -378,7 +378,7 @@ def test_garbage_tokens_are_rejected(service, token):
 
 @pytest.mark.parametrize("user_id", [True, "1", 1.0, None, 0, -1, 2**64])
 def test_get_user_rejects_bad_ids(service, user_id):
-    with pytest.raises(AuthInvalidInput):
+    with pytest.raises(InvalidInput):
         service.get_user(user_id)
 
 
@@ -407,7 +407,7 @@ def test_rename_to_the_same_name_publishes_nothing(service, alice, events):
 @pytest.mark.parametrize(("user_id", "name"), [(1, ""), (1, "x" * 101), (1, None), ("1", "A")])
 def test_rename_rejects_bad_input(service, alice, events, user_id, name):
     events.clear()
-    with pytest.raises(AuthInvalidInput):
+    with pytest.raises(InvalidInput):
         service.rename(user_id, name)
     assert events == []
     assert service.get_user(alice.id).name == "Alice"

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from blog.config import ImagesConfig
 from blog.db import make_engine, make_session_factory
 from blog.images import (
+    KEY_PATTERN,
     ImageNotFound,
     ImagesUnavailable,
     ImageTooLarge,
@@ -27,7 +28,7 @@ from blog.images import (
 )
 from blog.images.models import ImageRecord, metadata
 from blog.images.service import InProcessImagesService
-from blog.images.storage import KEY_PATTERN, LocalImageStorage, make_storage
+from blog.images.storage import LocalImageStorage, make_storage
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)

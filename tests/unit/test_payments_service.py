@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, select, update
 
 from blog.config import PaymentsConfig
 from blog.db import create_tables, make_engine, make_session_factory, utcnow
+from blog.errors import InvalidInput
 from blog.events import PAYMENT_COMPLETED, Event, InlineEventBus
 from blog.payments import (
     DECLINED,
@@ -21,7 +22,6 @@ from blog.payments import (
     IdempotencyKeyReused,
     PaymentDeclined,
     PaymentNotFound,
-    PaymentsInvalidInput,
     ProviderError,
 )
 from blog.payments.models import PaymentRow, metadata
@@ -205,7 +205,7 @@ def test_invalid_input_is_rejected_before_anything_happens(
         "idempotency_key": "key-1",
         **kwargs,
     }
-    with pytest.raises(PaymentsInvalidInput) as caught:
+    with pytest.raises(InvalidInput) as caught:
         h.service.charge(**args)  # type: ignore[arg-type]
     assert caught.value.status == 400
     assert caught.value.message.startswith(field)
@@ -214,7 +214,7 @@ def test_invalid_input_is_rejected_before_anything_happens(
 
 
 def test_unknown_payment_method_charges_nothing(h: Harness) -> None:
-    with pytest.raises(PaymentsInvalidInput, match="No such PaymentMethod"):
+    with pytest.raises(InvalidInput, match="No such PaymentMethod"):
         h.service.charge(7, 1999, "usd", "pm_card_doesNotExist", "key-1")
 
     assert h.count() == 0
@@ -303,9 +303,8 @@ def test_health(h: Harness) -> None:
 
 
 def test_health_reports_a_dead_database(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path}/missing-dir-is-a-file/db.sqlite")
-    (tmp_path / "missing-dir-is-a-file").rmdir()
     (tmp_path / "missing-dir-is-a-file").write_text("not a directory")
+    engine = make_engine(f"sqlite:///{tmp_path}/missing-dir-is-a-file/db.sqlite")
     service = InProcessPaymentsService(
         make_session_factory(engine), InlineEventBus(), FakePaymentProvider(), "fake"
     )

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from blog.config import PostsConfig
 from blog.db import make_engine, make_session_factory
+from blog.errors import InvalidInput
 from blog.events import POST_CREATED, USER_REGISTERED, USER_RENAMED, Event, InlineEventBus
 from blog.posts import (
     UNSET,
@@ -17,7 +18,6 @@ from blog.posts import (
     NotPostAuthor,
     Post,
     PostNotFound,
-    PostsInvalidInput,
 )
 from blog.posts import service as service_module
 from blog.posts.models import CommentRow, PostRow, metadata
@@ -158,7 +158,7 @@ def test_create_post_accepts_the_limits(service):
 )
 def test_create_post_rejects_bad_input(service, events, kwargs, field):
     args = {"author_id": ALICE, "author_name": "Alice", "title": "T", "body": "B", **kwargs}
-    with pytest.raises(PostsInvalidInput) as caught:
+    with pytest.raises(InvalidInput) as caught:
         service.create_post(**args)
     assert caught.value.status == 400
     assert caught.value.message.startswith(f"{field}:")
@@ -179,7 +179,7 @@ def test_injection_strings_are_stored_verbatim(service, engine):
 
 @pytest.mark.parametrize("post_id", [True, "1", 1.5, None, 0, -3, 2**63])
 def test_get_post_rejects_bad_ids(service, post_id):
-    with pytest.raises(PostsInvalidInput):
+    with pytest.raises(InvalidInput):
         service.get_post(post_id)
 
 
@@ -244,7 +244,7 @@ def test_list_posts_empty(service):
     ],
 )
 def test_list_posts_rejects_bad_paging(service, page, per_page):
-    with pytest.raises(PostsInvalidInput):
+    with pytest.raises(InvalidInput):
         service.list_posts(page=page, per_page=per_page)
 
 
@@ -306,7 +306,7 @@ def test_update_or_delete_missing_post(service):
 )
 def test_update_rejects_bad_input(service, post, kwargs, field):
     args = {"post_id": post.id, "editor_id": ALICE, **kwargs}
-    with pytest.raises(PostsInvalidInput) as caught:
+    with pytest.raises(InvalidInput) as caught:
         service.update_post(args.pop("post_id"), args.pop("editor_id"), **args)
     assert caught.value.details == {"field": field}
     assert service.get_post(post.id) == post
@@ -344,7 +344,7 @@ def test_comments_are_listed_oldest_first(service, post):
 
 def test_comment_limits(service, post):
     assert len(service.add_comment(post.id, BOB, "Bob", "c" * 5000).body) == 5000
-    with pytest.raises(PostsInvalidInput):
+    with pytest.raises(InvalidInput):
         service.add_comment(post.id, BOB, "Bob", "c" * 5001)
 
 
@@ -367,7 +367,7 @@ def test_comment_on_missing_post(service):
     ],
 )
 def test_add_comment_rejects_bad_input(service, post, args, field):
-    with pytest.raises(PostsInvalidInput) as caught:
+    with pytest.raises(InvalidInput) as caught:
         service.add_comment(*args)
     assert caught.value.details == {"field": field}
     assert service.list_comments(post.id) == []
