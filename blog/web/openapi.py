@@ -36,7 +36,7 @@ _CONVERTER = re.compile(r"<(?:(?P<converter>\w+)(?:\((?P<args>[^)]*)\))?:)?(?P<n
 
 _ERROR_DESCRIPTIONS = {
     400: "Invalid input; `error.details.field` names the field at fault when one is.",
-    401: "No valid bearer token (send `Authorization: Bearer <token>` from POST /api/login).",
+    401: "Not authenticated: no valid bearer token (from POST /api/login), or wrong credentials.",
     402: "The payment was declined; `error.details` says why.",
     403: "The resource belongs to someone else.",
     404: "No such resource, or a path the router does not match.",
@@ -55,13 +55,27 @@ class Parameter:
     description: str
     schema: Mapping[str, Any]
     required: bool = False
+    allow_empty: bool = False
+    """``?name=`` is taken as no value at all (OpenAPI's ``allowEmptyValue``)."""
 
 
-def integer(description: str, *, default: int | None = None, minimum: int = 1) -> Parameter:
-    schema: dict[str, Any] = {"type": "integer", "minimum": minimum}
+def integer(
+    description: str,
+    *,
+    default: int | None = None,
+    minimum: int | None = 1,
+    maximum: int | None = MAX_ID,
+) -> Parameter:
+    """A query integer as :func:`blog.web.inputs.query_int` reads it: an empty value is the
+    default. Ids, pages and sizes stop at a 64-bit id, the most any domain takes."""
+    schema: dict[str, Any] = {"type": "integer"}
+    if minimum is not None:
+        schema["minimum"] = minimum
+    if maximum is not None:
+        schema["maximum"] = maximum
     if default is not None:
         schema["default"] = default
-    return Parameter(description, schema)
+    return Parameter(description, schema, allow_empty=True)
 
 
 @dataclass(frozen=True)
@@ -181,13 +195,16 @@ def _path_parameters(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _parameter(name: str, where: str, parameter: Parameter) -> dict[str, Any]:
-    return {
+    spec = {
         "name": name,
         "in": where,
         "required": parameter.required,
         "description": parameter.description,
         "schema": dict(parameter.schema),
     }
+    if parameter.allow_empty:
+        spec["allowEmptyValue"] = True
+    return spec
 
 
 def _request_body(doc: Document, body: Any) -> dict[str, Any]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Annotated
 
 from flask import Blueprint, Response, jsonify, request
+from msgspec import Meta
 
 from blog.errors import InvalidInput
 from blog.payments import IDEMPOTENCY_KEY_HEADER, Payment, PaymentNotFound
@@ -18,12 +20,21 @@ bp = Blueprint("payments", __name__)
 
 @dataclass(frozen=True)
 class Charge:
-    amount: int
-    """In minor units (cents)."""
-    currency: str
-    """A 3-letter ISO 4217 code such as 'usd'."""
-    payment_method: str
-    """A provider payment method such as 'pm_card_visa'."""
+    amount: Annotated[
+        int, Meta(ge=50, le=99_999_999, description="In minor units (cents).", examples=[500])
+    ]
+    currency: Annotated[
+        str, Meta(pattern="^[A-Za-z]{3}$", description="ISO 4217, any case.", examples=["usd"])
+    ]
+    payment_method: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=255,
+            description="A payment method the provider knows; unknown ones answer 400.",
+            examples=["pm_card_visa"],
+        ),
+    ]
 
 
 IDEMPOTENCY_KEY = Parameter(

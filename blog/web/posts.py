@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from flask import Blueprint, Response, jsonify
+from msgspec import Meta
 
 from blog.auth import UserNotFound
 from blog.errors import Unavailable
@@ -21,26 +22,40 @@ log = logging.getLogger(__name__)
 bp = Blueprint("posts", __name__)
 
 
+# Only what the schema can say exactly: the domain's rules beyond it (not blank once trimmed, no
+# control characters, a length limit after trimming) answer 400 naming the field.
+Title = Annotated[str, Meta(min_length=1, description="One line.", examples=["Hello, world"])]
+Body = Annotated[str, Meta(min_length=1, examples=["The first post."])]
+ImageUrl = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=2048,
+        description="A path starting with '/' (such as an upload's `url`) or an http(s) URL.",
+        examples=["/api/images/0123456789abcdef0123456789abcdef.jpg"],
+    ),
+]
+
+
 @dataclass(frozen=True)
 class NewPost:
-    title: str
-    body: str
-    image_url: str | None = None
-    """A path starting with '/' (such as an upload's ``url``) or an http(s) URL."""
+    title: Title
+    body: Body
+    image_url: ImageUrl | None = None
 
 
 @dataclass(frozen=True)
 class PostChanges:
     """Only the fields sent change; ``image_url: null`` removes the image."""
 
-    title: str | None = None
-    body: str | None = None
-    image_url: str | None = None
+    title: Title | None = None
+    body: Body | None = None
+    image_url: ImageUrl | None = None
 
 
 @dataclass(frozen=True)
 class NewComment:
-    body: str
+    body: Body
 
 
 @dataclass(frozen=True)
@@ -67,7 +82,10 @@ class CommentList:
 
 
 PAGE = integer("The page, from 1.", default=1)
-PER_PAGE = integer("Posts per page; more than the server's maximum is capped to it.")
+PER_PAGE = integer(
+    "Posts per page; 0 (or none) is the server's default, more than its maximum is capped to it.",
+    minimum=0,
+)
 
 
 @bp.get("/posts")

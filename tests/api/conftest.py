@@ -1,6 +1,7 @@
-"""The public API suite runs once per topology: the monolith, each domain extracted alone, all
-four extracted at once, and the same over RabbitMQ (email in-process, email extracted as a worker,
-everything extracted). Extraction must change what a call costs, never what it does."""
+"""The public API suite runs once per topology: the monolith, each domain extracted alone and all
+four at once over the in-process wire (the service's real app and the real client, without a
+socket), all four over real sockets, and the same over RabbitMQ (email in-process, email extracted
+as a worker, everything extracted). Extraction must change what a call costs, never what it does."""
 
 from __future__ import annotations
 
@@ -25,13 +26,15 @@ from tests.support import (
 @dataclass(frozen=True)
 class Topology:
     http: tuple[str, ...] = ()
+    wire: tuple[str, ...] = ()
     rabbitmq: bool = False
     email_extracted: bool = False
 
 
 TOPOLOGIES: dict[str, Topology] = {
     "monolith": Topology(),
-    **{f"{domain}-http": Topology(http=(domain,)) for domain in HTTP_DOMAINS},
+    **{f"{domain}-wire": Topology(wire=(domain,)) for domain in HTTP_DOMAINS},
+    "all-wire": Topology(wire=HTTP_DOMAINS),
     "all-http": Topology(http=HTTP_DOMAINS),
     "rabbitmq": Topology(rabbitmq=True),
     "rabbitmq-email-worker": Topology(rabbitmq=True, email_extracted=True),
@@ -47,7 +50,19 @@ def topology_spec(request: pytest.FixtureRequest) -> Topology:
 @pytest.fixture
 def topology(topology_spec: Topology) -> tuple[str, ...]:
     """The domains that are not in-process in this run."""
-    return topology_spec.http + (("email",) if topology_spec.email_extracted else ())
+    extracted = topology_spec.http + topology_spec.wire
+    return extracted + (("email",) if topology_spec.email_extracted else ())
+
+
+@pytest.fixture
+def modes(topology_spec: Topology) -> dict[str, str]:
+    """Each domain's mode in this run."""
+    found = {d: "inprocess" for d in (*HTTP_DOMAINS, "email")}
+    found.update({d: "http" for d in topology_spec.http})
+    found.update({d: "wire" for d in topology_spec.wire})
+    if topology_spec.email_extracted:
+        found["email"] = "extracted"
+    return found
 
 
 @pytest.fixture
@@ -62,6 +77,10 @@ def config(tmp_path: Path, topology_spec: Topology) -> Iterator[Config]:
             domain: {"mode": "http", "url": server.url}
             for domain, server in zip(topology_spec.http, servers, strict=True)
         }
+        for domain in topology_spec.wire:
+            database = tmp_path / f"{domain}-service" / f"{domain}-service.db"
+            database.parent.mkdir(exist_ok=True)
+            services[domain] = {"mode": "wire", "database_url": f"sqlite:///{database}"}
         if topology_spec.email_extracted:
             port = free_port()
             email = {"mode": "extracted", "url": f"http://127.0.0.1:{port}", "port": port}

@@ -69,20 +69,19 @@ def test_request_id_is_taken_or_made_and_logged(client, caplog):
     assert any(getattr(r, "request_id", None) == "trace-123" for r in caplog.records)
 
 
-def test_health_reports_every_domain(client, topology):
+def test_health_reports_every_domain(client, modes):
     response = client.get("/api/health")
     assert response.status_code == 200
     body = response.get_json()
     assert body["status"] == "ok"
     assert set(body["domains"]) == {"auth", "posts", "images", "payments", "email"}
     for name, state in body["domains"].items():
-        remote_mode = "extracted" if name == "email" else "http"
-        assert state["mode"] == (remote_mode if name in topology else "inprocess")
-        if name in topology:
+        assert state["mode"] == modes[name]
+        if modes[name] != "inprocess":
             assert state["breaker"] == "closed"
 
 
-def test_server_timing_names_every_domain_call_and_its_mode(client, auth, topology):
+def test_server_timing_names_every_domain_call_and_its_mode(client, auth, modes):
     headers = auth.signup()
     post = client.post("/api/posts", json={"title": "t", "body": "b"}, headers=headers).get_json()
     response = client.get(f"/api/posts/{post['id']}")
@@ -92,6 +91,6 @@ def test_server_timing_names_every_domain_call_and_its_mode(client, auth, topolo
         entries[name] = dict(p.split("=", 1) for p in params)
     for call in ("posts.get_post", "posts.list_comments", "auth.get_user"):
         domain = call.split(".")[0]
-        assert entries[call]["desc"] == ('"http"' if domain in topology else '"inprocess"')
+        assert entries[call]["desc"] == f'"{modes[domain]}"'
         assert float(entries[call]["dur"]) >= 0
     assert float(entries["total"]["dur"]) >= float(entries["posts.get_post"]["dur"])
