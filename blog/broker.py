@@ -117,7 +117,7 @@ class Backoff:
     def next(self) -> float:
         delay = min(self.cap, self.initial * 2**self._failures)
         self._failures += 1
-        return delay / 2 + random.uniform(0, delay / 2)
+        return float(delay / 2 + random.uniform(0, delay / 2))
 
     def reset(self) -> None:
         self._failures = 0
@@ -378,7 +378,7 @@ class OutboxRelay:
             self._stopping.wait(delay)
 
 
-def _properties(row: Row[Any]) -> BasicProperties:
+def _properties(row: Any) -> BasicProperties:
     created: datetime = row.created_at
     if created.tzinfo is None:  # SQLite hands datetimes back naive; they were stored as UTC
         created = created.replace(tzinfo=UTC)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
@@ -92,11 +92,14 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-def ping(engine: Engine) -> bool:
+def ping(engine: Engine | Connection) -> bool:
     """True when the database answers a trivial query; used by health checks."""
     try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        if isinstance(engine, Connection):
+            engine.execute(text("SELECT 1"))
+        else:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
     except (SQLAlchemyError, OSError):
         return False
     return True

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import msgspec
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, select
+from sqlalchemy import Column, Engine, Executable, Integer, MetaData, String, Table, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from blog.errors import InvalidInput
@@ -81,14 +81,21 @@ def feed_blueprint(engine: Engine, bus: OutboxEventBus) -> Blueprint:
 def _upsert(engine: Engine, source: str, position: int) -> None:
     dialect = engine.dialect.name
     values = {"source": source, "position": position}
+    stmt: Executable
     if dialect == "postgresql":
-        stmt = postgresql.insert(cursors).values(values)
-        stmt = stmt.on_conflict_do_update(index_elements=["source"], set_={"position": position})
+        stmt = (
+            postgresql.insert(cursors)
+            .values(values)
+            .on_conflict_do_update(index_elements=["source"], set_={"position": position})
+        )
     elif dialect in ("mysql", "mariadb"):
         stmt = mysql.insert(cursors).values(values).on_duplicate_key_update(position=position)
     else:
-        stmt = sqlite.insert(cursors).values(values)
-        stmt = stmt.on_conflict_do_update(index_elements=["source"], set_={"position": position})
+        stmt = (
+            sqlite.insert(cursors)
+            .values(values)
+            .on_conflict_do_update(index_elements=["source"], set_={"position": position})
+        )
     with engine.begin() as connection:
         connection.execute(stmt)
 

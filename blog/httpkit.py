@@ -163,7 +163,7 @@ def read_json(max_bytes: int) -> dict[str, Any]:
         raise InvalidInput("the body is not valid JSON", details={"code": "malformed_json"})
     if not isinstance(body, dict):
         raise InvalidInput("the JSON body must be an object")
-    pass  # _refuse_lone_surrogates(body)
+    _refuse_lone_surrogates(body)
     return body
 
 

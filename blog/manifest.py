@@ -63,8 +63,9 @@ class QueueConsumer:
 @dataclass(frozen=True)
 class DomainManifest(Generic[T]):
     name: str
-    interface: type[T]
-    """The Protocol every form of the domain implements (in-process, client, service)."""
+    interface: Any
+    """The Protocol every form of the domain implements (in-process, client, service). Typed
+    ``Any`` because a type checker takes no Protocol for ``type[T]``; ``build`` carries T."""
     build: Callable[[BuildContext], T]
     """Builds the in-process implementation; it imports ``service.py`` only when called."""
     models: str
@@ -72,7 +73,8 @@ class DomainManifest(Generic[T]):
     errors: tuple[type[DomainError], ...]
     """The domain's own errors, each with its own ``code``: a client raises the same class for
     the same code. Plain bad input is the kernel's ``InvalidInput`` in every domain."""
-    unavailable: type[Unavailable]
+    unavailable: Callable[[str | None], Unavailable]
+    """The domain's "cannot be reached" error (503, ``<domain>_unavailable``), from a message."""
     extraction: HttpService | QueueConsumer
     publishes: tuple[str, ...] = ()
     handles: tuple[str, ...] = ()
@@ -105,8 +107,7 @@ class DomainManifest(Generic[T]):
         return table
 
     def unavailable_error(self, message: str | None = None) -> Unavailable:
-        error: Unavailable = self.unavailable(message)  # type: ignore[call-arg]
-        return error
+        return self.unavailable(message)
 
 
 def all_errors(manifest: DomainManifest[Any]) -> dict[str, type[DomainError]]:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
@@ -277,7 +277,7 @@ def _key(row: Row[Any], pk: Sequence[Any]) -> Key:
 
 def _after(pk: Sequence[Any], last: Key) -> ColumnElement[bool]:
     if len(pk) == 1:
-        return pk[0] > last[0]
+        return cast(ColumnElement[bool], pk[0] > last[0])
     return tuple_(*pk) > tuple_(*last)
 
 

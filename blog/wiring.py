@@ -96,16 +96,15 @@ class Runtime:
         if self._started:
             return
         with self._lock:
-            if self._started:
-                return
-            self.init_db()
-            wanted = set(kinds)
-            for child in self.children:
-                child.start(wanted)
-            for kind, job in self.jobs:
-                if kind in wanted:
-                    job.start()
-            self._started = True
+            if not self._started:  # another thread may have started it while we waited
+                self.init_db()
+                wanted = set(kinds)
+                for child in self.children:
+                    child.start(wanted)
+                for kind, job in self.jobs:
+                    if kind in wanted:
+                        job.start()
+                self._started = True
 
     def close(self) -> None:
         for _kind, job in reversed(self.jobs):

@@ -32,9 +32,10 @@ from blog.images import (
     TooManyPixels,
     UnsupportedImageType,
     image_url,
+    is_valid_key,
 )
 from blog.images.models import ImageRecord
-from blog.images.storage import ImageStorage, is_valid_key
+from blog.images.storage import ImageStorage
 
 logger = logging.getLogger(__name__)
 

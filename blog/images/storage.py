@@ -139,7 +139,7 @@ class S3ImageStorage:
     def get(self, key: str) -> bytes:
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + _checked(key))
-            return response["Body"].read()
+            return bytes(response["Body"].read())
         except ClientError as exc:
             if _error_code(exc) in _MISSING_CODES:
                 raise ImageNotFound(f"no image {key!r}") from exc

@@ -16,9 +16,9 @@ import hashlib
 import logging
 from dataclasses import asdict
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -231,16 +231,19 @@ class InProcessPaymentsService:
         """Compare-and-set the outcome; only the settler that wins publishes the event."""
         with transaction(self._sessions) as session:
             won = (
-                session.execute(
-                    update(PaymentRow)
-                    .where(PaymentRow.id == payment_id, PaymentRow.status == PENDING)
-                    .values(
-                        status=SUCCEEDED if result.status == "succeeded" else DECLINED,
-                        provider_ref=result.provider_ref,
-                        decline_code=result.decline_code,
-                        updated_at=utcnow(),
-                    )
-                    .execution_options(synchronize_session=False)
+                cast(
+                    CursorResult[Any],
+                    session.execute(
+                        update(PaymentRow)
+                        .where(PaymentRow.id == payment_id, PaymentRow.status == PENDING)
+                        .values(
+                            status=SUCCEEDED if result.status == "succeeded" else DECLINED,
+                            provider_ref=result.provider_ref,
+                            decline_code=result.decline_code,
+                            updated_at=utcnow(),
+                        )
+                        .execution_options(synchronize_session=False)
+                    ),
                 ).rowcount
                 == 1
             )

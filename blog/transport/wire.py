@@ -32,7 +32,7 @@ class WireTransport:
         builder = EnvironBuilder(
             path=request.path,
             method=request.method,
-            headers=dict(request.headers),
+            headers=list(request.headers.items()),
             data=request.body,
             base_url=f"http://{WIRE_HOST}/",
         )

@@ -23,7 +23,7 @@ def bearer_token() -> str:
 
 
 def current_user() -> User:
-    user = g.get("current_user")
+    user: User | None = g.get("current_user")
     if user is None:
         user = g.current_user = domains().auth.verify(bearer_token())
     return user

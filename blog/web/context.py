@@ -9,8 +9,10 @@ from blog.wiring import Domains
 
 
 def domains() -> Domains:
-    return current_app.extensions["blog.domains"]
+    registry: Domains = current_app.extensions["blog.domains"]
+    return registry
 
 
 def config() -> Config:
-    return current_app.config["BLOG"]
+    settings: Config = current_app.config["BLOG"]
+    return settings
