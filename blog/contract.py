@@ -228,12 +228,13 @@ class JsonCodec(Codec):
             return None
         headers["Content-Type"] = JSON
         whole = self.op.route.body
-        if whole is not None:
-            return msgspec.json.encode(values.get(whole))
         fields = {
             p.name: values[p.name] for p in self.op.params if p.where == "body" and p.name in values
         }
-        return msgspec.json.encode(fields)
+        try:
+            return msgspec.json.encode(values.get(whole) if whole is not None else fields)
+        except (UnicodeEncodeError, TypeError):
+            raise _unencodable({whole: values.get(whole)} if whole else fields) from None
 
     def decode_response(self, response: WireResponse, values: dict[str, Any]) -> Any:
         if self._decoder is None:
@@ -315,6 +316,19 @@ class JsonCodec(Codec):
 
 def _json_content(schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {**extra, "content": {JSON: {"schema": schema}}}
+
+
+def _unencodable(fields: dict[str, Any]) -> InvalidInput:
+    """The refusal of an argument JSON cannot carry (a lone surrogate, an object of no JSON
+    type): what the implementation would say of it in-process, named after its field."""
+    for name, value in fields.items():
+        try:
+            msgspec.json.encode(value)
+        except UnicodeEncodeError:
+            return invalid(name, "must be valid Unicode text")
+        except TypeError:
+            return invalid(name, f"cannot be a {type(value).__name__}")
+    return InvalidInput("the arguments cannot travel as JSON")
 
 
 def _from_text(param: Param, raw: str) -> Any:
@@ -427,7 +441,12 @@ class RemoteDomain:
                 path += "?" + urlencode(query)
             body = codec.encode_request(values, headers)
             response = self._send(route, op, path, headers, body)
-            return codec.decode_response(response, values)
+            try:
+                return codec.decode_response(response, values)
+            except msgspec.DecodeError as exc:  # a 2xx that is not what the route promises
+                raise self._manifest.unavailable_error(
+                    f"the {self._domain} service gave an unreadable answer to {op.name}: {exc}"
+                ) from None
 
         call.__name__ = route.method
         call.__doc__ = op.summary

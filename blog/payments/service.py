@@ -297,6 +297,10 @@ def _validate(
         and len(payment_method) <= MAX_TEXT
     ):
         raise InvalidInput(f"payment_method: must be 1 to {MAX_TEXT} characters")
+    try:
+        payment_method.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no database can store it
+        raise InvalidInput("payment_method: must be valid Unicode text") from None
     if not (
         isinstance(idempotency_key, str)
         and 1 <= len(idempotency_key) <= MAX_TEXT

@@ -259,8 +259,11 @@ def build_document(app: Flask) -> dict[str, Any]:
         errors = set(declaration.errors)
         if rule.arguments:
             errors.add(404)  # the router's, for a value the converter refuses
+        methods = (rule.methods or set()) - _IGNORED_METHODS
+        # operationIds must be unique: a view serving several methods gets one per method
+        operation_id = rule.endpoint if len(methods) == 1 else f"{rule.endpoint}.{method.lower()}"
         spec: dict[str, Any] = {
-            "operationId": rule.endpoint,
+            "operationId": operation_id,
             "summary": declaration.summary,
             "tags": [rule.endpoint.split(".")[0]],
         }

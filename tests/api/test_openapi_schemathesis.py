@@ -10,6 +10,8 @@ process through its generated client), so the document holds whichever side of t
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,13 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ignored_auth,
+    missing_required_header,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from blog import create_app
@@ -31,15 +37,20 @@ from tests.images import image_bytes
 from tests.support import HTTP_DOMAINS, make_config
 
 TOPOLOGIES = ("monolith", "wire")
+# Bounded for CI; raise it locally (BLOG_FUZZ_EXAMPLES=300) to hunt harder.
+MAX_EXAMPLES = int(os.environ.get("BLOG_FUZZ_EXAMPLES", "25"))
 
 
-def error_envelope(ctx: Any, response: schemathesis.Response, case: schemathesis.Case) -> None:
-    """Every 4xx, documented or not, is ``{"error": {"code", "message", "details"?}}``."""
+def error_envelope(
+    ctx: schemathesis.CheckContext,
+    response: schemathesis.Response,
+    case: schemathesis.Case[Any],
+) -> None:
+    """Every 4xx, documented or not (a 405, say), is ``{"error": {"code", "message", ...}}``."""
     if not 400 <= response.status_code < 500:
         return
     body = response.json()
-    assert isinstance(body, dict), f"{response.status_code} body is not an object: {body!r}"
-    assert set(body) == {"error"}, f"{response.status_code} body is not an error: {body!r}"
+    assert isinstance(body, dict) and set(body) == {"error"}, f"not an error envelope: {body!r}"
     error = body["error"]
     assert isinstance(error.get("code"), str), f"no error code: {body!r}"
     assert isinstance(error.get("message"), str), f"no error message: {body!r}"
@@ -47,12 +58,20 @@ def error_envelope(ctx: Any, response: schemathesis.Response, case: schemathesis
     assert isinstance(error.get("details", {}), dict), f"details is not an object: {body!r}"
 
 
+# Not ``positive_data_acceptance``: the domains' rules go beyond what a JSON Schema can say (an
+# address that is valid, a name not blank once trimmed and free of control characters, a payment
+# method the provider knows), so a request valid by the document may rightly answer 400.
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    negative_data_rejection,
+    missing_required_header,
+    unsupported_method,
+    ignored_auth,
+    error_envelope,
 ]
 
 
@@ -73,8 +92,8 @@ def api_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
 
 @pytest.fixture
 def bearer(api_app: Flask) -> dict[str, str]:
-    """A registered user's token, and one of everything of theirs, so that generated ids (which
-    start at the smallest, 1) reach existing posts, comments, payments and images too."""
+    """A registered user's token, and one of everything of theirs, so that generated ids (the
+    smallest, 1, comes early) reach an existing post, comment and payment too."""
     client = api_app.test_client()
     credentials = {"email": "fuzz@example.com", "password": "correct horse battery"}
     registered = client.post("/api/register", json={**credentials, "name": "Fuzz"})
@@ -95,7 +114,7 @@ def bearer(api_app: Flask) -> dict[str, str]:
     assert payment.status_code == 201, payment.get_json()
     upload = client.post(
         "/api/upload",
-        data={"image": (__import__("io").BytesIO(image_bytes("PNG", (40, 30))), "a.png")},
+        data={"image": (io.BytesIO(image_bytes("PNG", (40, 30))), "seed.png")},
         headers=headers,
     )
     assert upload.status_code == 201, upload.get_json()
@@ -105,7 +124,7 @@ def bearer(api_app: Flask) -> dict[str, str]:
 @pytest.fixture
 def api_schema(request: pytest.FixtureRequest, api_app: Flask) -> Any:
     # schemathesis 4.32's lazy loader reads and writes ``Node._nodeid`` (to name each operation's
-    # subtest); pytest 9.2 no longer has that attribute. Giving it one is harmless: pytest itself
+    # subtest), which pytest 9.2 no longer has. Giving the node one is harmless: pytest itself
     # never reads it.
     if not hasattr(request.node, "_nodeid"):
         request.node._nodeid = request.node.nodeid
@@ -117,14 +136,59 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 @schema.parametrize()
 @settings(
-    max_examples=int(__import__("os").environ.get("FUZZ_N", "25")),
+    max_examples=MAX_EXAMPLES,
     deadline=None,
     derandomize=True,
     database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
 )
-def test_the_api_answers_as_its_document_says(case: schemathesis.Case, bearer: dict[str, str]):
-    r = case.call_and_validate(headers=bearer, checks=None if __import__("os").environ.get("ALLCHECKS") else CHECKS, additional_checks=[error_envelope])
-    import os
-    with open("/tmp/st.log", "a") as f:
-        f.write(f"{os.environ.get('PYTEST_CURRENT_TEST','').split(' ')[0][-12:]} {case.method} {case.formatted_path} {r.status_code} {case.meta.generation.mode.value if case.meta else ''} {case.meta.phase.name.value if case.meta else ''}\n")
+def test_the_api_answers_as_its_document_says(
+    case: schemathesis.Case[Any], bearer: dict[str, str]
+) -> None:
+    case.call_and_validate(headers=bearer, checks=CHECKS)
+
+
+# What the generator never produces (Hypothesis leaves surrogates out of text): a JSON escape of
+# a lone surrogate parses into a str that cannot be encoded. It was a 500 in wire mode for every
+# string field (the client could not encode it) and in the monolith for payment_method (SQLite
+# could not store it); read_json now refuses it for every reader.
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        pytest.param(
+            "/api/register",
+            '{"email": "s@example.com", "name": "\\ud800", "password": "12345678"}',
+            id="register-name",
+        ),
+        pytest.param(
+            "/api/login", '{"email": "\\udfff@example.com", "password": "12345678"}', id="login"
+        ),
+        pytest.param("/api/posts", '{"title": "t", "body": "b\\udbff"}', id="post-body"),
+        pytest.param("/api/posts/1/comments", '{"body": "\\ud800\\ud800"}', id="comment"),
+        pytest.param(
+            "/api/payment",
+            '{"amount": 500, "currency": "usd", "payment_method": "pm_\\ud800"}',
+            id="payment-method",
+        ),
+        pytest.param(
+            "/api/payment",
+            '{"amount": 500, "currency": "usd", "payment_method": "x", "\\ud800": 1}',
+            id="a-key",
+        ),
+    ],
+)
+def test_a_lone_surrogate_is_a_400(
+    api_app: Flask, bearer: dict[str, str], path: str, body: str
+) -> None:
+    response = api_app.test_client().post(
+        path,
+        data=body,
+        content_type="application/json",
+        headers={**bearer, "Idempotency-Key": "surrogate"},
+    )
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["details"]["code"] == "invalid_unicode"

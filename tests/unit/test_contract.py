@@ -251,3 +251,17 @@ def test_the_document_says_what_the_route_table_says(tmp_path):
     }
     assert charge["security"] == [{"serviceToken": []}]
     assert "402" in charge["responses"] and "409" in charge["responses"]
+
+
+def test_what_json_cannot_carry_is_refused_as_the_service_would():
+    posts, transport = client("posts", json_response(201, POST))
+    with pytest.raises(InvalidInput) as caught:
+        posts.create_post(1, "Ada", "\ud800", "body")
+    assert caught.value.message == "title: must be valid Unicode text"
+    assert transport.sent == []
+
+
+def test_an_answer_that_is_not_the_promised_dto_is_an_unavailable_service():
+    auth, _ = client("auth", json_response(200, {"unexpected": True}))
+    with pytest.raises(AuthUnavailable, match="unreadable answer to auth.get_user"):
+        auth.get_user(7)
