@@ -30,7 +30,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.exceptions import AMQPError, ChannelClosedByBroker, UnroutableError
 from pika.spec import Basic, BasicProperties
-from sqlalchemy import Engine, Row, Table, func, select, update
+from sqlalchemy import Engine, Table, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from blog.errors import DomainError, InvalidInput

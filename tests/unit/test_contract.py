@@ -263,5 +263,5 @@ def test_what_json_cannot_carry_is_refused_as_the_service_would():
 
 def test_an_answer_that_is_not_the_promised_dto_is_an_unavailable_service():
     auth, _ = client("auth", json_response(200, {"unexpected": True}))
-    with pytest.raises(AuthUnavailable, match="unreadable answer to auth.get_user"):
+    with pytest.raises(AuthUnavailable, match=r"unreadable answer to auth\.get_user"):
         auth.get_user(7)
