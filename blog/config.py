@@ -297,6 +297,8 @@ def _build(cls: Any, raw: Mapping[str, Any], prefix: str, environ: Mapping[str, 
                 values[name] = env_value
             continue
         if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{prefix}{name}: required; expected {_describe(hints[name])}")
             if dataclasses.is_dataclass(hints[name]):
                 # an absent section still takes its secrets from the environment
                 values[name] = _build(hints[name], {}, f"{prefix}{name}.", environ)

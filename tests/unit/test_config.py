@@ -41,6 +41,22 @@ def test_defaults_work_with_an_empty_file(tmp_path):
         ("auth:\n  jwt_secret: hunter2\n", "auth.jwt_secret: secrets do not belong"),
         ("- a list\n", "the top level must be a mapping"),
         ("payments:\n  provider: stripe\n", "STRIPE_API_KEY"),
+        ("services:\n  email: {mode: wire}\n", "email runs 'inprocess' or 'extracted'"),
+        ("services:\n  posts: {faults: {kind: error}}\n", "services.posts.faults: expected a list"),
+        ("services:\n  posts: {faults: [{kind: slow}]}\n", "faults[0].kind: 'slow' is not allowed"),
+        ("services:\n  posts: {faults: [{route: x}]}\n", "faults[0].kind"),
+        (
+            "services:\n  posts: {faults: [{kind: error, route: upload}]}\n",
+            "faults[0].route: 'upload' is not a route of posts; use '*' or one of add_comment",
+        ),
+        (
+            "services:\n  posts: {faults: [{kind: error, probability: 2}]}\n",
+            "faults[0].probability: must be between 0 and 1",
+        ),
+        (
+            "services:\n  posts: {faults: [{kind: error, status: 200}]}\n",
+            "faults[0].status: must be an HTTP error status",
+        ),
     ],
 )
 def test_wrong_config_names_the_key(tmp_path, text, expected):
@@ -75,3 +91,19 @@ def test_blog_config_picks_the_file(tmp_path):
     assert load_config(environ={"BLOG_CONFIG": str(path)}).log_level == "DEBUG"
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(environ={"BLOG_CONFIG": str(tmp_path / "missing.yaml")})
+
+
+def test_faults_are_read_per_domain(tmp_path):
+    config = _load(
+        tmp_path,
+        "services:\n  images:\n    mode: wire\n    faults:\n"
+        "      - {kind: latency, route: upload, latency_ms: 20, probability: 0.5}\n",
+    )
+    (fault,) = config.services["images"].faults
+    assert (fault.kind, fault.route, fault.latency_ms, fault.probability) == (
+        "latency",
+        "upload",
+        20.0,
+        0.5,
+    )
+    assert config.services["posts"].faults == []
