@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run services test lint clean bench bench-matrix worker relay
+.PHONY: install run init-db services test lint clean bench bench-matrix worker relay
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,17 +16,24 @@ install: $(STAMP)
 
 ## Serve the monolith on 127.0.0.1:5000 (FLASK_RUN_PORT picks another port).
 run: $(STAMP)
+	$(BIN)/flask --app blog init-db
 	$(BIN)/flask --app blog run --host 127.0.0.1
+
+## Create the monolith's tables (make run does it too; a server also does it when it starts).
+init-db: $(STAMP)
+	$(BIN)/flask --app blog init-db
 
 ## Start every extracted service config.yaml marks `mode: http` (gunicorn, 127.0.0.1:<its port>,
 ## the same BLOG_CONFIG); Ctrl-C stops them all.
 services: $(STAMP)
 	$(BIN)/flask --app blog services
 
-## The whole suite: lint, module boundaries, tests.
+## The whole suite: lint, format, module boundaries, types, tests.
 test: $(STAMP)
-	$(BIN)/ruff check blog extracted tests bench
+	$(BIN)/ruff check blog extracted tests bench lab
+	$(BIN)/ruff format --check blog extracted tests bench lab
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 ## Latency suite in the topology config.yaml describes (BLOG_BENCH_TOPOLOGY=images-http etc.
@@ -48,8 +55,8 @@ bench-matrix: $(STAMP)
 	$(BIN)/python bench/matrix.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check blog extracted tests bench
-	$(BIN)/ruff format --check blog extracted tests bench
+	$(BIN)/ruff check blog extracted tests bench lab
+	$(BIN)/ruff format --check blog extracted tests bench lab
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache

@@ -7,6 +7,10 @@ RabbitMQ: the post's request only writes the outbox; the relay publishes with pu
 the email worker (``python -m extracted.email.worker``, a real process) consumes and commits.
 Latency is measured from the post's commit to the email's row being committed, on one clock.
 Needs a RabbitMQ on the configured URL; uses its own exchange and queues and deletes them.
+
+Both sides are built by the composition root from a config file of the bench's own: the inline
+monolith with ``build_monolith``, the posts service that writes the outbox with
+``build_service("posts", ...)``, the worker by ``extracted.email.worker`` itself.
 """
 
 from __future__ import annotations
@@ -15,76 +19,114 @@ import argparse
 import json
 import os
 import platform
-import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import pika
 import yaml
 from pika.adapters.blocking_connection import BlockingChannel
+from sqlalchemy import Engine, MetaData, func, select
 from sqlalchemy import event as sa_event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Session
 
-from blog.broker import (
-    OutboxRelay,
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from blog.broker import (  # noqa: E402
+    SingleRelay,
     dead_letter_exchange,
     dead_letter_queue,
     declare_queue,
 )
-from blog.config import PostsConfig
-from blog.db import create_tables, make_engine, make_session_factory
-from blog.email.models import metadata as email_metadata
-from blog.email.service import InProcessEmailService
-from blog.email.transports import InboxTransport
-from blog.events import (
-    EVENT_TYPES,
-    USER_REGISTERED,
-    Event,
-    InlineEventBus,
-    OutboxEventBus,
-)
-from blog.posts.models import metadata as posts_metadata
-from blog.posts.models import outbox
-from blog.posts.service import InProcessPostsService
+from blog.config import Config, load_config  # noqa: E402
+from blog.db import make_engine  # noqa: E402
+from blog.domains import consumer_queues, manifest  # noqa: E402
+from blog.events import USER_REGISTERED, Event  # noqa: E402
+from blog.serving import ServerProcess, free_port  # noqa: E402
+from blog.wiring import build_monolith, build_service  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 AUTHOR = {"user_id": 1, "email": "bench@example.com", "name": "Bench"}
 FROM = "Bench <bench@example.com>"
 Row = tuple[str, float, float | None, float | None]
 
 
-def commit_clock(sessions: sessionmaker[Session]) -> list[float]:
-    """Wall-clock time of every commit made through ``sessions``, in order (one per post).
+def bench_config(path: Path, settings: Mapping[str, Any]) -> Config:
+    """A config file of the bench's own (the defaults, a quiet log, the inbox transport, and
+    ``settings``), written where a server process can read it too."""
+    raw = {
+        "env": "testing",
+        "log_level": "WARNING",
+        "email": {"transport": "inbox", "from_address": FROM},
+        **settings,
+    }
+    path.write_text(yaml.safe_dump(raw))
+    return load_config(path)
 
-    A sessionmaker-level listener runs before the inline bus's per-session one, so the time is
-    taken before the inline email is sent.
+
+@contextmanager
+def commit_clock(metadata: MetaData) -> Iterator[list[float]]:
+    """Wall-clock time of every commit that inserted rows into ``metadata``'s tables (one per
+    post), in order.
+
+    A listener on the Session class runs before the inline bus's per-session one, so the time is
+    taken before the inline email is sent; the email's own commit, which inserts nothing of
+    ``metadata``'s, is not counted.
     """
     commits: list[float] = []
-    sa_event.listen(sessions, "after_commit", lambda _s: commits.append(time.time()))
-    return commits
+
+    def flushing(session: Session, _context: object, _instances: object) -> None:
+        if any(sa_inspect(obj).mapper.local_table.metadata is metadata for obj in session.new):
+            session.info["clocked"] = True
+
+    def committed(session: Session) -> None:
+        if session.info.pop("clocked", False):
+            commits.append(time.time())
+
+    sa_event.listen(Session, "before_flush", flushing)
+    sa_event.listen(Session, "after_commit", committed)
+    try:
+        yield commits
+    finally:
+        sa_event.remove(Session, "before_flush", flushing)
+        sa_event.remove(Session, "after_commit", committed)
 
 
-def email_times(db: Path, prefix: str) -> dict[str, float]:
+def _subject(prefix: str) -> str:
+    return f"Your post '{prefix}-%"
+
+
+def email_times(engine: Engine, prefix: str) -> dict[str, float]:
     """Post title → time its email row was recorded (the service's own ``created_at``, UTC)."""
-    with sqlite3.connect(db) as connection:
-        rows = connection.execute(
-            "SELECT subject, created_at FROM email_messages WHERE subject LIKE ?",
-            (f"Your post '{prefix}-%",),
-        ).fetchall()
+    messages = manifest("email").metadata().tables["email_messages"]
+    query = select(messages.c.subject, messages.c.created_at).where(
+        messages.c.subject.like(_subject(prefix))
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
     found = {}
     for subject, created in rows:
         title = subject.split("'")[1]
-        found[title] = datetime.fromisoformat(created).replace(tzinfo=UTC).timestamp()
+        moment = created if created.tzinfo else created.replace(tzinfo=UTC)
+        found[title] = moment.timestamp()
     return found
+
+
+def mailed(engine: Engine, prefix: str) -> int:
+    messages = manifest("email").metadata().tables["email_messages"]
+    query = select(func.count()).where(messages.c.subject.like(_subject(prefix)))
+    with engine.connect() as connection:
+        return int(connection.execute(query).scalar_one())
 
 
 def latencies(commits: list[float], titles: list[str], mailed: dict[str, float]) -> list[float]:
@@ -93,7 +135,7 @@ def latencies(commits: list[float], titles: list[str], mailed: dict[str, float])
     ]
 
 
-def pct(values: list[float], q: float) -> float:
+def pct(values: list[float], q: int) -> float:
     return (
         statistics.quantiles(values, n=100, method="inclusive")[q - 1]
         if len(values) > 1
@@ -113,26 +155,22 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def bench_inline(tmp: Path, events: int) -> Row:
-    posts_engine = make_engine(f"sqlite:///{tmp}/inline-posts.db")
-    email_engine = make_engine(f"sqlite:///{tmp}/inline-email.db")
-    create_tables(posts_engine, posts_metadata)
-    create_tables(email_engine, email_metadata)
-    bus = InlineEventBus()
-    email = InProcessEmailService(make_session_factory(email_engine), InboxTransport(), FROM)
-    for event_type in EVENT_TYPES:
-        bus.subscribe(event_type, email.handle_event, consumer="email")
-    sessions = make_session_factory(posts_engine)
-    posts = InProcessPostsService(sessions, bus, PostsConfig())
-    bus.deliver(Event(USER_REGISTERED, AUTHOR))
-    commits = commit_clock(sessions)
-    titles = [f"inline-{i}" for i in range(events)]
-    started = time.perf_counter()
-    for title in titles:
-        posts.create_post(1, "Bench", title, "body")
-    elapsed = time.perf_counter() - started
-    lat = latencies(commits, titles, email_times(tmp / "inline-email.db", "inline"))
-    posts_engine.dispose()
-    email_engine.dispose()
+    config = bench_config(tmp / "inline.yaml", {"database_url": f"sqlite:///{tmp}/inline.db"})
+    monolith = build_monolith(config)
+    try:
+        monolith.init_db()  # tables only: nothing runs in the background with the inline bus
+        assert monolith.engine is not None
+        domains = monolith.registry
+        domains.bus.deliver(Event(USER_REGISTERED, AUTHOR))
+        titles = [f"inline-{i}" for i in range(events)]
+        with commit_clock(manifest("posts").metadata()) as commits:
+            started = time.perf_counter()
+            for title in titles:
+                domains.posts.create_post(1, "Bench", title, "body")
+            elapsed = time.perf_counter() - started
+        lat = latencies(commits, titles, email_times(monolith.engine, "inline"))
+    finally:
+        monolith.close()
     return (
         "inline bus: create post + send email in the request",
         events / elapsed,
@@ -154,82 +192,76 @@ def amqp(url: str) -> Iterator[BlockingChannel]:
 
 
 class Worker:
-    def __init__(self, tmp: Path, url: str, exchange: str, prefix: str) -> None:
-        self.db = tmp / "worker-email.db"
-        self.queue = prefix + "email_service_queue"
+    """``python -m extracted.email.worker`` as a real process, on a database of its own."""
+
+    def __init__(self, tmp: Path, url: str, events: Mapping[str, Any]) -> None:
+        self.queue = events["queue_prefix"] + manifest("email").queue
         self.url = url
-        self.config = tmp / "worker.yaml"
-        self.config.write_text(
-            yaml.safe_dump(
-                {
-                    "env": "testing",
-                    "log_level": "WARNING",
-                    "events": {
-                        "broker": "rabbitmq",
-                        "rabbitmq_url": url,
-                        "exchange": exchange,
-                        "queue_prefix": prefix,
-                    },
-                    "services": {
-                        "email": {"mode": "extracted", "database_url": f"sqlite:///{self.db}"}
-                    },
-                }
-            )
+        port = free_port()  # its inbox: answers /health once its consumer runs
+        database = f"sqlite:///{tmp / 'worker-email.db'}"
+        config_path = tmp / "worker.yaml"
+        bench_config(
+            config_path,
+            {
+                "events": events,
+                "services": {
+                    "email": {"mode": "extracted", "database_url": database, "port": port}
+                },
+            },
         )
-        self.log = tmp / "worker.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.server = ServerProcess(
+            [sys.executable, "-m", "extracted.email.worker"],
+            port=port,
+            name="email worker",
+            config_path=config_path,
+            output=tmp / "worker.log",
+        )
+        self.engine = make_engine(database)
 
     def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "extracted.email.worker"],
-                cwd=ROOT,
-                env={**os.environ, "BLOG_CONFIG": str(self.config)},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
         def consuming() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise SystemExit(f"the worker exited:\n{self.log.read_text()}")
             with amqp(self.url) as channel:
-                return channel.queue_declare(self.queue, passive=True).method.consumer_count > 0
+                declared = channel.queue_declare(self.queue, passive=True)
+                return bool(declared.method.consumer_count > 0)
 
-        wait_for(consuming, 30, "the worker to consume")
+        self.server.start(timeout=30, ready=consuming)
 
     def mailed(self, prefix: str) -> int:
-        with sqlite3.connect(self.db) as connection:
-            return connection.execute(
-                "SELECT COUNT(*) FROM email_messages WHERE subject LIKE ?",
-                (f"Your post '{prefix}-%",),
-            ).fetchone()[0]
+        return mailed(self.engine, prefix)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+        self.server.stop(timeout=30)  # SIGTERM: the message in hand finishes
+        self.engine.dispose()
 
 
 def bench_rabbitmq(tmp: Path, url: str, events: int, paced: int, rate: float) -> list[Row]:
     tag = uuid.uuid4().hex[:10]
-    exchange, prefix = f"bench-{tag}", f"bench{tag}-"
-    engine = make_engine(f"sqlite:///{tmp}/rabbit-posts.db")
-    create_tables(engine, posts_metadata)
-    bus = OutboxEventBus(outbox)
-    sessions = make_session_factory(engine)
-    posts = InProcessPostsService(sessions, bus, PostsConfig())
-    worker = Worker(tmp, url, exchange, prefix)
-    relay = OutboxRelay(engine, outbox, url, exchange, bus, queues={worker.queue: EVENT_TYPES})
+    broker = {
+        "broker": "rabbitmq",
+        "rabbitmq_url": url,
+        "exchange": f"bench-{tag}",
+        "queue_prefix": f"bench{tag}-",
+    }
+    exchange, prefix = broker["exchange"], broker["queue_prefix"]
+    config = bench_config(
+        tmp / "posts.yaml",
+        {
+            "events": broker,
+            "services": {"posts": {"database_url": f"sqlite:///{tmp}/rabbit-posts.db"}},
+        },
+    )
+    service = build_service("posts", config)
+    service.init_db()
+    posts = service.service
+    (single,) = [job for kind, job in service.jobs if kind == "relay"]
+    assert isinstance(single, SingleRelay)
+    relay = single.relay
+    worker = Worker(tmp, url, broker)
     rows: list[Row] = []
     try:
         with amqp(url) as channel:
             # what the worker declares: the backlog waits in the broker until it starts
-            declare_queue(channel, exchange, worker.queue, EVENT_TYPES)
+            declare_queue(channel, exchange, worker.queue, manifest("email").handles)
             channel.confirm_delivery()
             channel.basic_publish(
                 exchange,
@@ -277,44 +309,44 @@ def bench_rabbitmq(tmp: Path, url: str, events: int, paced: int, rate: float) ->
             )
         )
 
-        relay.start()
-        # 4. burst: everything running, posts created as fast as possible
-        commits = commit_clock(sessions)
-        titles = [f"burst-{i}" for i in range(events)]
-        started = time.perf_counter()
-        for title in titles:
-            posts.create_post(1, "Bench", title, "body")
-        wait_for(lambda: worker.mailed("burst") >= events, 300, "the burst to be mailed")
-        elapsed = time.perf_counter() - started
-        lat = latencies(commits, titles, email_times(worker.db, "burst"))
-        rows.append(
-            (
-                "rabbitmq: end to end, burst (queueing included)",
-                events / elapsed,
-                pct(lat, 50),
-                pct(lat, 99),
+        service.start(kinds=("relay",))  # the relay in the background, as a server runs it
+        with commit_clock(manifest("posts").metadata()) as commits:
+            # 4. burst: everything running, posts created as fast as possible
+            titles = [f"burst-{i}" for i in range(events)]
+            started = time.perf_counter()
+            for title in titles:
+                posts.create_post(1, "Bench", title, "body")
+            wait_for(lambda: worker.mailed("burst") >= events, 300, "the burst to be mailed")
+            elapsed = time.perf_counter() - started
+            lat = latencies(commits, titles, email_times(worker.engine, "burst"))
+            rows.append(
+                (
+                    "rabbitmq: end to end, burst (queueing included)",
+                    events / elapsed,
+                    pct(lat, 50),
+                    pct(lat, 99),
+                )
             )
-        )
 
-        # 5. paced: a steady load well under capacity shows the transport's own latency
-        commits.clear()
-        titles = [f"paced-{i}" for i in range(paced)]
-        started = time.perf_counter()
-        for n, title in enumerate(titles):
-            time.sleep(max(0.0, started + n / rate - time.perf_counter()))
-            posts.create_post(1, "Bench", title, "body")
-        wait_for(lambda: worker.mailed("paced") >= paced, 120, "the paced posts to be mailed")
-        lat = latencies(commits, titles, email_times(worker.db, "paced"))
-        rows.append(
-            (f"rabbitmq: end to end, paced at {rate:g}/s", rate, pct(lat, 50), pct(lat, 99))
-        )
+            # 5. paced: a steady load well under capacity shows the transport's own latency
+            commits.clear()
+            titles = [f"paced-{i}" for i in range(paced)]
+            started = time.perf_counter()
+            for n, title in enumerate(titles):
+                time.sleep(max(0.0, started + n / rate - time.perf_counter()))
+                posts.create_post(1, "Bench", title, "body")
+            wait_for(lambda: worker.mailed("paced") >= paced, 120, "the paced posts to be mailed")
+            lat = latencies(commits, titles, email_times(worker.engine, "paced"))
+            rows.append(
+                (f"rabbitmq: end to end, paced at {rate:g}/s", rate, pct(lat, 50), pct(lat, 99))
+            )
     finally:
-        relay.stop()
+        service.close()
         worker.stop()
-        engine.dispose()
         with amqp(url) as channel:
-            for queue in (worker.queue, dead_letter_queue(worker.queue)):
-                channel.queue_delete(queue)
+            for queue in consumer_queues(prefix):
+                for name in (queue, dead_letter_queue(queue)):
+                    channel.queue_delete(name)
             for name in (exchange, dead_letter_exchange(exchange)):
                 channel.exchange_delete(name)
     return rows

@@ -23,7 +23,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from blog.config import ConfigError  # noqa: E402
-from tests.latency.lab import current_topology, percentile  # noqa: E402
+from lab.stats import percentile  # noqa: E402
+from lab.topology import current_topology  # noqa: E402
 
 STORAGE = ROOT / ".benchmarks"
 BIN = Path(sys.executable).parent

@@ -11,8 +11,9 @@ Parts, in order:
    interface), ``auth.get_user`` both ways, bcrypt at the configured cost, and a bare keep-alive
    ``http.client`` round trip to ``GET /ping`` on each extracted service's gunicorn stack. Then
    each extracted hop (``auth.get_user``, ``auth.verify``, ``posts.get_post``, ...) in-process
-   and over HTTP, split into: the floor, the service's work beyond it, the client transport
-   (``blog.transport.ServiceClient``) and the client's decoding.
+   and over HTTP, split into: the floor, the service's work beyond it, the client's transport
+   stack (``ResilientTransport`` over ``PooledHttpTransport``, as the composition root builds
+   it) and the domain client's encoding and decoding.
 2. The latency suite (``tests/latency``, pytest-benchmark) once per topology.
 3. Cost: the monolith served by gunicorn (2 gthread workers) and driven by a keep-alive
    ``http.client`` loop; CPU per request summed over the monolith and every extracted service
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import json
 import os
 import platform
@@ -42,7 +44,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,30 +59,26 @@ if str(ROOT) not in sys.path:
 
 import bcrypt  # noqa: E402
 
-from bench import procstat  # noqa: E402
-from bench.servers import KeepAlive, MonolithProcess, PlainServer  # noqa: E402
-from blog.config import HTTP_DOMAINS, Config  # noqa: E402
+from blog.config import Config  # noqa: E402
+from blog.db import make_engine, make_session_factory  # noqa: E402
+from blog.domains import HTTP_SERVICES, manifest  # noqa: E402
+from blog.events import InlineEventBus  # noqa: E402
+from blog.manifest import BuildContext  # noqa: E402
+from blog.serving import ServerProcess  # noqa: E402
 from blog.timing import TimedDomain, calls_var  # noqa: E402
-from blog.transport import ServiceCredentials  # noqa: E402
-from blog.wiring import Domains, build  # noqa: E402
-from tests.latency.lab import (  # noqa: E402
-    JPEG_SIZE,
-    MATRIX,
-    SERVER_CPUS_ENV,
-    TOPOLOGY_ENV,
-    Topology,
-    base_config,
-    jpeg_1mp,
-    lab_config,
-    monolith_overrides,
-    multipart_image,
-    parse_cpus,
-    parse_topology,
-    percentile,
-    pinned,
-    start_services,
-)
-from tests.support import free_port  # noqa: E402
+from blog.transport import Transport, WireRequest  # noqa: E402
+from blog.transport.credentials import ServiceCredentials  # noqa: E402
+from blog.transport.http import PooledHttpTransport  # noqa: E402
+from blog.transport.resilience import CircuitBreaker, ResilientTransport  # noqa: E402
+from blog.wiring import Domains, Monolith, build_monolith  # noqa: E402
+from lab import procstat  # noqa: E402
+from lab.configs import base_config, lab_config  # noqa: E402
+from lab.cpus import SERVER_CPUS_ENV, parse_cpus, pinned  # noqa: E402
+from lab.keepalive import KeepAlive  # noqa: E402
+from lab.payloads import JPEG_SIZE, jpeg_1mp, multipart_image  # noqa: E402
+from lab.processes import FLOOR_KINDS, floor_server, start_monolith, start_services  # noqa: E402
+from lab.stats import percentile  # noqa: E402
+from lab.topology import MATRIX, TOPOLOGY_ENV, Topology, parse_topology  # noqa: E402
 
 REPORTS = ROOT / "reports"
 BIN = Path(sys.executable).parent
@@ -126,7 +124,7 @@ class Plan:
         )
 
 
-def stats_us(samples_ns: list[float]) -> dict[str, float]:
+def stats_us(samples_ns: Sequence[float]) -> dict[str, float]:
     us = [s / 1000 for s in samples_ns]
     return {
         "p50": percentile(us, 50),
@@ -254,7 +252,8 @@ def python_calls(fn: Callable[[], Any], calls: int = 50) -> float:
     for _ in range(calls):
         fn()
     profile.disable()
-    return pstats.Stats(profile).total_calls / calls  # type: ignore[attr-defined]
+    stats: Any = pstats.Stats(profile)  # total_calls is there, but not in typeshed
+    return float(stats.total_calls) / calls
 
 
 def _floor_anatomy(
@@ -266,25 +265,17 @@ def _floor_anatomy(
     """The same ``GET /ping`` bytes from ever thinner servers on the same CPU: the service
     (gunicorn + Flask + the service's hooks), gunicorn + a bare Flask app, gunicorn + a bare WSGI
     function, and a blocking Python socket server (the kernel's loopback round trip)."""
-    gunicorn = [str(BIN / "gunicorn"), "-c", str(ROOT / "extracted" / "gunicorn.conf.py")]
-    env = {"BLOG_SERVICE_WORKERS": "1"}
-    servers = {}
-    for name, command in (
-        ("socket", [sys.executable, str(ROOT / "bench" / "floor_servers.py")]),
-        ("gunicorn", [*gunicorn, "bench.floor_servers:app"]),
-        ("flask", [*gunicorn, "bench.floor_servers:flask_app()"]),
-    ):
-        port = free_port()
-        full = [*command, str(port)] if name == "socket" else [*command, "-b", f"127.0.0.1:{port}"]
-        server = PlainServer(full, port, cpus=cpus, env=env)
+    servers: dict[str, ServerProcess] = {}
+    for kind in FLOOR_KINDS:
+        server = floor_server(kind, cpus=cpus)
         stack.callback(server.kill)
-        servers[name] = server.start()
+        servers[kind] = server.start()
     clients = {name: KeepAlive(server.port) for name, server in servers.items()}
     clients["service"] = KeepAlive(service_port)
     for client in clients.values():
         stack.callback(client.close)
-    variants = {
-        name: (lambda c=client: c.request("GET", "/ping")) for name, client in clients.items()
+    variants: dict[str, Callable[[], Any]] = {
+        name: functools.partial(client.request, "GET", "/ping") for name, client in clients.items()
     }
     for fn in variants.values():
         for _ in range(10):
@@ -324,18 +315,18 @@ def measure_floors(
 
     with ExitStack() as stack:
         log("floors: starting the four services")
-        services = start_services(HTTP_DOMAINS, base, state / "services", stack, cpus=server_cpus)
+        services = start_services(HTTP_SERVICES, base, state / "services", stack, cpus=server_cpus)
         out["placement"] = {
-            d: procstat.cpus_allowed(s.process.pid) for d, s in services.items() if s.process
+            d: procstat.cpus_allowed(s.pid) for d, s in services.items() if s.pid is not None
         }
-        inproc = build(lab_config(base, state / "inprocess", {}))
-        stack.callback(inproc.close)
-        remote = build(lab_config(base, state / "http", {d: s.url for d, s in services.items()}))
-        stack.callback(remote.close)
+        inproc_config = lab_config(base, state / "inprocess", {})
+        inproc = _started(build_monolith(inproc_config), stack).registry
+        remote_config = lab_config(base, state / "http", {d: s.url for d, s in services.items()})
+        remote = _started(build_monolith(remote_config), stack).registry
         log("floors: seeding (register + login at the configured bcrypt cost)")
         here, there = _seed_domains(inproc, jpeg), _seed_domains(remote, jpeg)
 
-        impl = inproc.auth._target  # type: ignore[attr-defined]
+        impl = _bare_auth(inproc_config, stack)
         got = interleaved(
             {
                 "direct": lambda: impl.get_user(here["user_id"]),
@@ -362,7 +353,8 @@ def measure_floors(
             stack.callback(floor_client.close)
             raw_client = KeepAlive(service.port)
             stack.callback(raw_client.close)
-            transport = getattr(remote, domain).transport
+            transport = _transport_stack(domain, service.url, remote_config)
+            stack.callback(transport.close)
             method, path, payload, authenticated = wire(there)
             body = json.dumps(payload).encode() if payload is not None else None
             headers = {"Content-Type": "application/json"} if body else {}
@@ -380,25 +372,35 @@ def measure_floors(
                 assert status == 200, status
 
             def via_transport(
-                transport: Any = transport,
+                transport: Transport = transport,
                 method: str = method,
                 path: str = path,
                 payload: Any = payload,
                 authenticated: bool = authenticated,
-            ) -> Any:
-                return transport.call(
-                    method, path, json=payload, idempotent=True, authenticated=authenticated
-                )
+                operation: str = name,
+                domain: str = domain,
+            ) -> None:
+                """What the domain client does around the transport, minus its codec: the
+                credential, the JSON body, the wire request."""
+                body = json.dumps(payload).encode() if payload is not None else None
+                headers = {"Content-Type": "application/json"} if body else {}
+                if authenticated:
+                    headers["Authorization"] = f"Bearer {credentials.token_for(domain)}"
+                request = WireRequest(method, path, operation, True, headers, body)
+                response = transport.send(request)
+                assert response.status == 200, response.status
 
-            variants = {
-                "floor": lambda c=floor_client: c.request("GET", "/ping"),
-                "ping_transport": lambda t=transport: t.call(
-                    "GET", "/ping", idempotent=False, authenticated=False
-                ),
+            def ping_transport(transport: Transport = transport, domain: str = domain) -> None:
+                response = transport.send(WireRequest("GET", "/ping", f"{domain}.ping", False))
+                assert response.status == 200, response.status
+
+            variants: dict[str, Callable[[], Any]] = {
+                "floor": functools.partial(floor_client.request, "GET", "/ping"),
+                "ping_transport": ping_transport,
                 "stdlib": raw,
                 "transport": via_transport,
-                "http": lambda call=call: call(remote, there),
-                "inprocess": lambda call=call: call(inproc, here),
+                "http": functools.partial(call, remote, there),
+                "inprocess": functools.partial(call, inproc, here),
             }
             for fn in variants.values():  # warm: connections, caches, first-call imports
                 for _ in range(5):
@@ -411,6 +413,38 @@ def measure_floors(
             }
         out["hops"] = hops
     return out
+
+
+def _started(monolith: Monolith, stack: ExitStack) -> Monolith:
+    """A built monolith as a server runs it: tables made, event-feed pullers running."""
+    stack.callback(monolith.close)
+    monolith.start()
+    return monolith
+
+
+def _bare_auth(config: Config, stack: ExitStack) -> Any:
+    """auth's in-process implementation on the same database, built as the composition root
+    builds it but not wrapped in ``TimedDomain``: the direct call the wrapper is measured
+    against."""
+    engine = make_engine(config.database_url)
+    stack.callback(engine.dispose)
+    context = BuildContext(config, make_session_factory(engine), InlineEventBus())
+    return manifest("auth").build(context)
+
+
+def _transport_stack(domain: str, url: str, config: Config) -> ResilientTransport:
+    """The transport stack a domain client sends through (what ``blog.wiring`` builds for an
+    http domain): a breaker and retries over a keep-alive urllib3 pool."""
+    settings = config.transport
+    pool = PooledHttpTransport(
+        url,
+        connect_timeout=settings.connect_timeout_seconds,
+        read_timeout=settings.read_timeout_seconds,
+    )
+    breaker = CircuitBreaker(
+        domain, settings.breaker_fail_max, settings.breaker_reset_timeout_seconds
+    )
+    return ResilientTransport(pool, breaker, retries=settings.retries)
 
 
 # =========================================================================== 2. the suite
@@ -534,26 +568,25 @@ def _start_topology(
     server_cpus: set[int] | None,
     server_cpus_spec: str,
     service_cpus: Mapping[str, set[int]] | None = None,
-) -> tuple[MonolithProcess, dict[str, list[int]]]:
+) -> tuple[ServerProcess, dict[str, list[int]]]:
     """The extracted services and the gunicorn monolith; returns it and each group's pids."""
-    services = {}
+    services: dict[str, ServerProcess] = {}
     for domain in topology.extracted:
         cpus = (service_cpus or {}).get(domain, server_cpus)
         services.update(start_services([domain], base, state / "services", stack, cpus=cpus))
-    monolith = MonolithProcess(
+    monolith = start_monolith(
+        base,
         state / "monolith",
-        base.source,
-        monolith_overrides(base, state / "monolith-state", {d: s.url for d, s in services.items()}),
+        {d: s.url for d, s in services.items()},
+        stack,
         workers=2,
         cpus=server_cpus_spec,
     )
-    stack.callback(monolith.kill)
-    monolith.start()
-    assert monolith.process is not None
-    groups = {"monolith": procstat.process_tree(monolith.process.pid)}
-    for domain, service in services.items():
-        assert service.process is not None
-        groups[domain] = procstat.process_tree(service.process.pid)
+    processes = {"monolith": monolith, **services}
+    groups = {}
+    for group, server in processes.items():
+        assert server.pid is not None
+        groups[group] = procstat.process_tree(server.pid)
     return monolith, groups
 
 
@@ -881,8 +914,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"part 2/4: latency suite, {topology.name}")
                 results["suite"][topology.name] = runner.run(
                     f"suite {topology.name}",
-                    lambda t=topology: run_suite(
-                        t.name, state, plan, args.load_cpus, args.server_cpus
+                    functools.partial(
+                        run_suite, topology.name, state, plan, args.load_cpus, args.server_cpus
                     ),
                 )
         if "cost" not in skip:
@@ -891,10 +924,11 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"part 3/4: cost, {topology.name}")
                 results["cost"][topology.name] = runner.run(
                     f"cost {topology.name}",
-                    lambda t=topology: measure_cost(
-                        t,
+                    functools.partial(
+                        measure_cost,
+                        topology,
                         base,
-                        state / f"cost-{t.name}-{uuid.uuid4().hex[:6]}",
+                        state / f"cost-{topology.name}-{uuid.uuid4().hex[:6]}",
                         plan,
                         server_cpus,
                         args.server_cpus,
@@ -908,8 +942,9 @@ def main(argv: list[str] | None = None) -> int:
                 results["fault"].append(
                     runner.run(
                         f"fault {variant[0]}",
-                        lambda v=variant: measure_fault_variant(
-                            v,
+                        functools.partial(
+                            measure_fault_variant,
+                            variant,
                             base,
                             state / f"fault-{uuid.uuid4().hex[:6]}",
                             plan,

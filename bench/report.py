@@ -191,7 +191,8 @@ def _floors(results: dict[str, Any]) -> list[str]:
                 hop["floor"],
             )
             add(
-                f"`ServiceClient` (urllib3 transport) `GET /ping` → {domain} service",
+                f"transport stack (`ResilientTransport` over `PooledHttpTransport`) "
+                f"`GET /ping` → {domain} service",
                 hop["ping_transport"],
             )
     placement = ", ".join(f"{d} CPU {c}" for d, c in floors.get("placement", {}).items())
@@ -298,9 +299,11 @@ def _hops(results: dict[str, Any]) -> list[str]:
         "Where the added time goes (p50 differences, they add up to the added cost): the floor; "
         "the service's work beyond `/ping` minus the in-process call's own work (its Flask "
         "route, the service credential check, JSON encoding: the same request sent with "
-        "`http.client`); the client transport (`ServiceClient` over the same request sent with "
-        "`http.client`: urllib3, retry wrapper, breaker, headers); the client's decoding (JSON "
-        "to DTO, the domain client).",
+        "`http.client`); the client transport (the transport stack the domain client sends "
+        "through, `ResilientTransport` over `PooledHttpTransport`, with the credential header "
+        "and the JSON body, over the same request sent with `http.client`: urllib3, retry "
+        "wrapper, breaker); the client's codec (the domain client's request encoding and its "
+        "decoding of JSON to a DTO).",
         "",
         *_table(
             [
@@ -308,10 +311,10 @@ def _hops(results: dict[str, Any]) -> list[str]:
                 "floor",
                 "service beyond /ping",
                 "client transport",
-                "client decoding",
+                "client codec",
                 "= added",
                 "Python calls in this process: in-process / http.client / "
-                "ServiceClient / domain client",
+                "transport stack / domain client",
             ],
             parts,
         ),
@@ -569,15 +572,16 @@ def _summary(results: dict[str, Any]) -> list[str]:
     suite = results.get("suite")
     if suite and "monolith" in suite and "all-http" in suite:
         base, far = suite["monolith"]["scenarios"], suite["all-http"]["scenarios"]
-        ratios = {s: far[s]["p50"] / base[s]["p50"] for s in base if s in far}
-        worst = max(ratios, key=ratios.__getitem__)
+        by_scenario = {s: far[s]["p50"] / base[s]["p50"] for s in base if s in far}
+        worst = max(by_scenario, key=by_scenario.__getitem__)
         lines.append(
             f"- **Everything extracted** (all-http), the public API's p50 is "
-            f"{min(ratios.values()):.2f}–{max(ratios.values()):.2f} × the monolith's; the worst "
-            f"is `{worst}` ({fmt_us(base[worst]['p50'])} → {fmt_us(far[worst]['p50'])})."
+            f"{min(by_scenario.values()):.2f}–{max(by_scenario.values()):.2f} × the monolith's; "
+            f"the worst is `{worst}` ({fmt_us(base[worst]['p50'])} → "
+            f"{fmt_us(far[worst]['p50'])})."
             + (
                 " Register and login stay within 10 %: bcrypt is their latency."
-                if all(abs(ratios.get(s, 1.0) - 1) < 0.1 for s in ("login", "register"))
+                if all(abs(by_scenario.get(s, 1.0) - 1) < 0.1 for s in ("login", "register"))
                 else ""
             )
         )
@@ -587,10 +591,10 @@ def _summary(results: dict[str, Any]) -> list[str]:
         def mean_cpu(topology: str) -> float:
             scenarios = cost[topology]["scenarios"]
             cheap = [v for k, v in scenarios.items() if not k.startswith("upload")]
-            return sum(v["cpu_us_per_request_net"] for v in cheap) / len(cheap)
+            return float(sum(v["cpu_us_per_request_net"] for v in cheap)) / len(cheap)
 
         def pss(topology: str) -> float:
-            return sum(m["pss_mb"] for m in cost[topology]["memory"].values())
+            return float(sum(m["pss_mb"] for m in cost[topology]["memory"].values()))
 
         idle = {t: c["idle_cpu_ms_per_s"] for t, c in cost.items()}
         lines.append(
@@ -736,7 +740,7 @@ def _chart_hops(ax: Any, results: dict[str, Any]) -> None:
         "floor (/ping)": [],
         "service beyond /ping": [],
         "client transport": [],
-        "client decoding": [],
+        "client codec": [],
     }
     inproc, targets_us = [], []
     for name in names:
@@ -747,7 +751,7 @@ def _chart_hops(ax: Any, results: dict[str, Any]) -> None:
             hop["stdlib"]["p50"] - floor - hop["inprocess"]["p50"]
         )
         segments["client transport"].append(hop["transport"]["p50"] - hop["stdlib"]["p50"])
-        segments["client decoding"].append(hop["http"]["p50"] - hop["transport"]["p50"])
+        segments["client codec"].append(hop["http"]["p50"] - hop["transport"]["p50"])
         inproc.append(hop["inprocess"]["p50"])
         targets_us.append(HOP_TARGET_FLOORS * floor)
     y = range(len(names))

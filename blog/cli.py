@@ -6,21 +6,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
+import functools
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import IO
 
 import click
 from flask import Flask, current_app
 from sqlalchemy import Engine, Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from blog.config import DEFAULT_CONFIG_PATH, PROJECT_ROOT, Config, ConfigError
 from blog.db import make_engine
@@ -36,11 +33,11 @@ from blog.migrate import (
     set_feed_position,
     set_service_mode,
 )
+from blog.serving import ServerProcess, service_process
 from blog.web.context import config as current_config
 from blog.web.context import domains
 from blog.wiring import Monolith
 
-GUNICORN_CONF = PROJECT_ROOT / "extracted" / "gunicorn.conf.py"
 SHUTDOWN_GRACE_SECONDS = 15.0
 """gunicorn's graceful_timeout (10 s) plus slack; after that a service is killed."""
 
@@ -255,33 +252,17 @@ def run_services(cfg: Config) -> int:
             "Extract one first: flask --app blog extract <domain>"
         )
         return 0
-    commands: dict[str, tuple[int, list[str]]] = {}
+    ports: dict[str, int] = {}
     for domain in wanted:
         port = cfg.services[domain].port
         if port is None:
             raise click.ClickException(f"services.{domain}.port: needed to start the service")
         if not (PROJECT_ROOT / "extracted" / domain / "wsgi.py").is_file():
             raise click.ClickException(f"extracted/{domain}/wsgi.py is missing: no service yet")
-        commands[domain] = (
-            port,
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                str(GUNICORN_CONF),
-                "-b",
-                f"127.0.0.1:{port}",
-                f"extracted.{domain}.wsgi:app",
-            ],
-        )
-    env = dict(os.environ)
+        ports[domain] = port
     source = Path(cfg.source)
-    if source.is_file():  # every service reads the very file the monolith read
-        env["BLOG_CONFIG"] = str(source.resolve())
-    else:
-        env.pop("BLOG_CONFIG", None)
-    return _Supervisor(commands, env).run()
+    # Every service reads the very file the monolith read (none: config.yaml's defaults).
+    return _Supervisor(ports, source if source.is_file() else None).run()
 
 
 class _Supervisor:
@@ -291,23 +272,25 @@ class _Supervisor:
     whoever kills the group kills them all. SIGTERM from elsewhere is passed on to each of them.
     """
 
-    def __init__(self, commands: dict[str, tuple[int, list[str]]], env: dict[str, str]) -> None:
-        self._commands = commands
-        self._env = env
-        self._width = max(len(name) for name in commands)
+    def __init__(self, ports: Mapping[str, int], config_path: Path | None) -> None:
+        self._width = max(len(name) for name in ports)
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._processes: dict[str, subprocess.Popen[str]] = {}
-        self._relays: list[threading.Thread] = []
+        self._servers = {
+            name: service_process(
+                name,
+                port=port,
+                config_path=config_path,
+                output=functools.partial(self._say, name),
+                own_group=False,
+                stop_signal=signal.SIGTERM,  # gunicorn's graceful stop
+            )
+            for name, port in ports.items()
+        }
 
     def _say(self, name: str, line: str) -> None:
         with self._lock:
             click.echo(f"{name:<{self._width}} | {line}")
-
-    def _relay(self, name: str, stream: IO[str]) -> None:
-        with stream:
-            for line in stream:
-                self._say(name, line.rstrip("\n"))
 
     def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
         self._stop.set()
@@ -318,62 +301,47 @@ class _Supervisor:
         watched = (signal.SIGINT, signal.SIGTERM)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in watched}
         status = 0
+        started: dict[str, ServerProcess] = {}
         try:
-            for name, (port, argv) in self._commands.items():
+            for name, server in self._servers.items():
                 if self._stop.is_set():
                     break
-                process = subprocess.Popen(
-                    argv,
-                    cwd=PROJECT_ROOT,
-                    env=self._env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    errors="replace",
-                    bufsize=1,
-                )
-                self._processes[name] = process
-                assert process.stdout is not None
-                relay = threading.Thread(
-                    target=self._relay,
-                    args=(name, process.stdout),
-                    daemon=True,
-                    name=f"relay-{name}",
-                )
-                relay.start()
-                self._relays.append(relay)
-                self._say(name, f"starting on http://127.0.0.1:{port} (pid {process.pid})")
-            click.echo(f"{len(self._processes)} service(s) running; Ctrl-C stops them.")
-            while not self._stop.wait(0.2):
-                dead = [
-                    (n, p.returncode) for n, p in self._processes.items() if p.poll() is not None
-                ]
+                try:
+                    server.spawn()
+                except (ConfigError, SQLAlchemyError, OSError) as exc:
+                    # Its tables could not be prepared, or it could not be run: nothing started.
+                    self._say(name, f"cannot start: {exc}; stopping the others")
+                    status = 1
+                    break
+                started[name] = server
+                self._say(name, f"starting on {server.url} (pid {server.pid})")
+            if status == 0 and not self._stop.is_set():
+                click.echo(f"{len(started)} service(s) starting; Ctrl-C stops them.")
+            waiting = dict(started)  # not healthy yet
+            while status == 0 and not self._stop.wait(0.2):
+                dead = [(n, s.returncode) for n, s in started.items() if not s.running]
                 if dead:
                     for name, code in dead:
                         self._say(name, f"exited with status {code}; stopping the others")
                     status = 1
                     break
+                for name, server in list(waiting.items()):
+                    if server.healthy(timeout=0.5):
+                        self._say(name, f"healthy: {server.url}{server.health_path}")
+                        del waiting[name]
         finally:
-            self._terminate(self._processes.values())
-            for relay in self._relays:
-                relay.join(timeout=5)
+            self._stop_all(started.values())
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         click.echo("all services stopped")
         return status
 
-    def _terminate(self, processes: Iterable[subprocess.Popen[str]]) -> None:
-        """SIGTERM (gunicorn's graceful stop), wait, then SIGKILL whatever is still there."""
-        running = [process for process in processes if process.poll() is None]
-        for process in running:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
+    def _stop_all(self, servers: Iterable[ServerProcess]) -> None:
+        """The graceful stop asked of every service at once, then waited for with one deadline;
+        whatever is still there after it is killed."""
+        servers = list(servers)
+        for server in servers:
+            server.terminate()
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
-        for process in running:
-            try:
-                process.wait(timeout=max(deadline - time.monotonic(), 0.0))
-            except subprocess.TimeoutExpired:
-                # Its workers notice their master is gone and exit by themselves.
-                process.kill()
-                process.wait()
+        for server in servers:
+            server.stop(timeout=deadline - time.monotonic())

@@ -76,13 +76,17 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-def create_tables(engine: Engine, metadata: MetaData) -> None:
-    """Create what is missing. Several workers starting at once may race between the check and
-    the CREATE; the loser finds the table made by the winner on its second look."""
-    try:
-        metadata.create_all(engine)
-    except (OperationalError, ProgrammingError, IntegrityError):
-        metadata.create_all(engine)
+def create_tables(engine: Engine, metadata: MetaData, attempts: int = 10) -> None:
+    """Create what is missing. Several workers starting at once race between the check and the
+    CREATE, one table at a time: a loser finds the table made by a winner on its next pass, and
+    a pass that meets no race finishes the job. Only a lasting failure is raised."""
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if attempt == attempts - 1:
+                raise
 
 
 @contextmanager

@@ -7,6 +7,7 @@ first, the next call would find a dead socket.
 """
 
 import os
+from typing import Any
 
 worker_class = "gthread"
 workers = int(os.environ.get("BLOG_SERVICE_WORKERS", "2"))
@@ -20,7 +21,7 @@ accesslog = None  # the app logs every request itself, with its request id
 control_socket_disable = True
 
 
-def post_worker_init(worker):
+def post_worker_init(worker: Any) -> None:
     """Start the app's background work (relays, consumers, feed pullers) once this worker runs:
     building the app starts nothing, and a forked worker must start its own threads."""
     runtime = getattr(worker.wsgi, "extensions", {}).get("blog.runtime")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -17,11 +16,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import requests
 import yaml
 
 from blog.config import Config, load_config
 from blog.domains import HTTP_SERVICES
+from blog.serving import ServerProcess, init_service_tables, service_target
+from blog.serving import free_port as free_port
 from blog.wiring import Domains, build_monolith, runtime_of
 
 T = TypeVar("T")
@@ -62,16 +62,8 @@ def require_service(name: str, port: int, how_to_start: str, host: str = "127.0.
     pytest.skip(message)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # ------------------------------------------------------------------ servers for extracted domains
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 HTTP_DOMAINS = HTTP_SERVICES
 
 
@@ -126,8 +118,9 @@ def start_threaded_service(domain: str, tmp_path: Path, **extra: Any) -> Threade
     return ThreadedServer(module.create_app(service_overrides(domain, state, **extra)))
 
 
-class ServiceProcess:
-    """An extracted service under gunicorn, as a real process with its own database.
+class ServiceProcess(ServerProcess):
+    """An extracted service under gunicorn (one worker), as a real process with its own database
+    and its own log file.
 
     ``kill()`` and ``start()`` let fault tests take it down and bring it back on the same port
     with the same data.
@@ -143,74 +136,21 @@ class ServiceProcess:
     ) -> None:
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.domain = domain
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"{domain}-service.log"
-        self.config_path = tmp_path / f"{domain}-service.yaml"
+        config_path = tmp_path / f"{domain}-service.yaml"
         overrides = service_overrides(
             domain, tmp_path, service_database_url=service_database_url, **extra
         )
-        self.config_path.write_text(yaml.safe_dump(overrides))
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 30.0) -> ServiceProcess:
-        env = {**os.environ, "BLOG_CONFIG": str(self.config_path), "BLOG_SERVICE_WORKERS": "1"}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(BIN / "gunicorn"),
-                    "-c",
-                    str(ROOT / "extracted" / "gunicorn.conf.py"),
-                    "-b",
-                    f"127.0.0.1:{self.port}",
-                    f"extracted.{self.domain}.wsgi:app",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.domain} service exited:\n{self.log()}")
-            try:
-                if requests.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass  # not listening yet, or too busy starting to answer
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.domain} service did not become healthy:\n{self.log()}")
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: a crash, not a shutdown."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)  # gunicorn's quick shutdown
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> ServiceProcess:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()  # never leave a half-started server behind
-            raise
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
+        config_path.write_text(yaml.safe_dump(overrides))
+        super().__init__(
+            service_target(domain),
+            name=f"{domain} service",
+            config_path=config_path,
+            workers=1,
+            output=self.log_path,
+            prepare=functools.partial(init_service_tables, domain),
+            stop_signal=signal.SIGINT,  # gunicorn's quick shutdown: tests do not wait for drains
+        )
 
 
 @contextmanager

@@ -35,8 +35,9 @@ class EmailWorker:
         if config.events.broker != "rabbitmq":
             raise ConfigError("the email worker consumes RabbitMQ: set events.broker: rabbitmq")
         self.runtime: ServiceRuntime = build_service("email", config)
-        (self.consumer,) = [job for kind, job in self.runtime.jobs if kind == "consumer"]
-        assert isinstance(self.consumer, EventConsumer)
+        (consumer,) = [job for kind, job in self.runtime.jobs if kind == "consumer"]
+        assert isinstance(consumer, EventConsumer)
+        self.consumer: EventConsumer = consumer
         self.inbox: BaseWSGIServer | None = None
         port = config.services["email"].port
         if port is not None:

@@ -1,5 +1,6 @@
 """``flask --app blog services``: every http service up under gunicorn, and all of them gone
-again after one Ctrl-C (or one SIGTERM to the runner alone)."""
+again after one Ctrl-C (or one SIGTERM to the runner alone). With two workers each on fresh SQLite
+files, neither worker may fail to boot over creating the tables."""
 
 from __future__ import annotations
 
@@ -72,12 +73,16 @@ def write_config(tmp_path: Path, ports: dict[str, int]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("stop", ["ctrl-c to the group", "sigterm to the runner alone"])
-def test_services_run_until_stopped_and_leave_nothing_behind(tmp_path: Path, stop: str) -> None:
+@pytest.mark.parametrize(
+    ("stop", "workers"), [("ctrl-c to the group", 1), ("sigterm to the runner alone", 2)]
+)
+def test_services_run_until_stopped_and_leave_nothing_behind(
+    tmp_path: Path, stop: str, workers: int
+) -> None:
     ports = {name: free_port() for name in SERVICES}
     config_path = write_config(tmp_path, ports)
     log_path = tmp_path / "runner.log"
-    env = {**os.environ, "BLOG_CONFIG": str(config_path), "BLOG_SERVICE_WORKERS": "1"}
+    env = {**os.environ, "BLOG_CONFIG": str(config_path), "BLOG_SERVICE_WORKERS": str(workers)}
     with log_path.open("wb") as log:
         runner = subprocess.Popen(
             [str(FLASK), "--app", "blog", "services"],
@@ -100,8 +105,12 @@ def test_services_run_until_stopped_and_leave_nothing_behind(tmp_path: Path, sto
                 assert response.json()["service"] == name
 
         eventually(healthy, timeout=60, interval=0.1)
+
+        def every_worker_up() -> None:  # a gunicorn master and its workers per service
+            assert len(descendants(runner.pid)) >= (1 + workers) * len(SERVICES)
+
+        eventually(every_worker_up, timeout=30, interval=0.1)
         tree = descendants(runner.pid)
-        assert len(tree) >= 2 * len(SERVICES)  # a gunicorn master and a worker per service
 
         if stop == "ctrl-c to the group":
             os.killpg(runner.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
@@ -115,9 +124,10 @@ def test_services_run_until_stopped_and_leave_nothing_behind(tmp_path: Path, sto
         eventually(all_gone, timeout=5)
         lines = log_path.read_text().splitlines()
         for name in SERVICES:
-            assert any(
-                line.startswith(f"{name:<8} | ") and "Listening at" in line for line in lines
-            ), "\n".join(lines)
+            ours = [line for line in lines if line.startswith(f"{name:<8} | ")]
+            assert any("Listening at" in line for line in ours), "\n".join(lines)
+            assert sum("Booting worker" in line for line in ours) == workers, "\n".join(lines)
+            assert not any("Worker failed to boot" in line for line in ours), "\n".join(lines)
         assert "all services stopped" in lines
     finally:
         with contextlib.suppress(ProcessLookupError):

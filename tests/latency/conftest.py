@@ -3,7 +3,7 @@
 The benchmarks go through the public API with Flask's test client, so the monolith runs in this
 process; every hop to an extracted domain is real HTTP to a gunicorn process on a loopback port,
 started here (own port, own database) and killed at the end of the session. The topology comes
-from the config file, or from ``BLOG_BENCH_TOPOLOGY`` (see ``tests/latency/lab.py``);
+from the config file, or from ``BLOG_BENCH_TOPOLOGY`` (see ``lab/topology.py``);
 ``BLOG_BENCH_SERVER_CPUS`` pins the services to CPUs.
 
 Under ``make test`` pytest's addopts carry ``--benchmark-disable``: each benchmarked call runs
@@ -28,20 +28,16 @@ from werkzeug.test import TestResponse
 
 from blog import create_app
 from blog.config import Config
+from blog.serving import ServerProcess
+from blog.wiring import runtime_of
+from lab.configs import base_config, lab_config
+from lab.cpus import SERVER_CPUS_ENV, parse_cpus
+from lab.payloads import jpeg_1mp, multipart_image
+from lab.processes import start_services
+from lab.procstat import cpus_allowed
+from lab.server_timing import summarize_server_timing
+from lab.topology import Topology, current_topology
 from tests.conftest import AuthActions
-from tests.latency.lab import (
-    SERVER_CPUS_ENV,
-    Topology,
-    base_config,
-    current_topology,
-    jpeg_1mp,
-    lab_config,
-    multipart_image,
-    parse_cpus,
-    start_services,
-    summarize_server_timing,
-)
-from tests.support import ServiceProcess
 
 SEED_POSTS = 25  # more than a page (per_page_default 20), so "list posts" always reads a full page
 SEED_COMMENTS = 5
@@ -66,7 +62,7 @@ def lab_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def lab_services(
     lab_topology: Topology, lab_base_config: Config, lab_state: Path
-) -> Iterator[dict[str, ServiceProcess]]:
+) -> Iterator[dict[str, ServerProcess]]:
     """The topology's extracted services, each a gunicorn process on a free loopback port."""
     with ExitStack() as stack:
         yield start_services(
@@ -79,34 +75,23 @@ def lab_services(
 
 
 @pytest.fixture(scope="session")
-def lab_placement(lab_services: dict[str, ServiceProcess]) -> dict[str, str]:
+def lab_placement(lab_services: dict[str, ServerProcess]) -> dict[str, str]:
     """Which CPUs each process may run on (the bench process runs the monolith)."""
-    placement = {"monolith+client": _cpus_allowed(os.getpid())}
+    placement = {"monolith+client": cpus_allowed(os.getpid())}
     for domain, service in lab_services.items():
-        if service.process is not None:
-            placement[domain] = _cpus_allowed(service.process.pid)
+        if service.pid is not None:
+            placement[domain] = cpus_allowed(service.pid)
     return placement
-
-
-def _cpus_allowed(pid: int) -> str:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:  # no /proc (not Linux): placement unknown
-        return "?"
-    for line in status.splitlines():
-        if line.startswith("Cpus_allowed_list:"):
-            return line.split(":", 1)[1].strip()
-    return "?"
 
 
 @pytest.fixture(scope="session")
 def lab_app(
-    lab_services: dict[str, ServiceProcess], lab_base_config: Config, lab_state: Path
+    lab_services: dict[str, ServerProcess], lab_base_config: Config, lab_state: Path
 ) -> Iterator[Flask]:
     config = lab_config(lab_base_config, lab_state, {d: s.url for d, s in lab_services.items()})
     app = create_app(config)
     yield app
-    app.extensions["blog.runtime"].close()  # before the services go: it stops the feed pullers
+    runtime_of(app).close()  # before the services go: it stops the feed pullers
 
 
 @dataclass

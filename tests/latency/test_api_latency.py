@@ -12,11 +12,19 @@ The matrix report measures bcrypt alone next to them to show that.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # fixtures' types; the fixtures themselves come from conftest
+    from tests.latency.conftest import LabClient, Member
+
+Measure = Callable[..., None]
+
 CARD = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 PASSWORD = "correct horse battery"
 
 
-def test_register(measure, api, unique):
+def test_register(measure: Measure, api: LabClient, unique: Callable[[str], str]) -> None:
     measure(
         lambda: api.request(
             "POST",
@@ -32,7 +40,7 @@ def test_register(measure, api, unique):
     )
 
 
-def test_login(measure, api, member):
+def test_login(measure: Measure, api: LabClient, member: Member) -> None:
     measure(
         lambda: api.request(
             "POST", "/api/login", 200, json={"email": member.email, "password": member.password}
@@ -41,12 +49,12 @@ def test_login(measure, api, member):
     )
 
 
-def test_token_verify(measure, api, member):
+def test_token_verify(measure: Measure, api: LabClient, member: Member) -> None:
     """GET /api/me: the gateway verifies the bearer token (auth.verify) and answers."""
     measure(lambda: api.request("GET", "/api/me", 200, headers=member.headers))
 
 
-def test_create_post(measure, api, member):
+def test_create_post(measure: Measure, api: LabClient, member: Member) -> None:
     measure(
         lambda: api.request(
             "POST",
@@ -58,17 +66,17 @@ def test_create_post(measure, api, member):
     )
 
 
-def test_list_posts(measure, api, seeded):
+def test_list_posts(measure: Measure, api: LabClient, seeded: dict[str, int]) -> None:
     measure(lambda: api.request("GET", "/api/posts", 200))
 
 
-def test_post_detail(measure, api, seeded):
+def test_post_detail(measure: Measure, api: LabClient, seeded: dict[str, int]) -> None:
     """The aggregation: post + comments (posts, concurrent when remote) + author (auth)."""
     path = f"/api/posts/{seeded['detail']}"
     measure(lambda: api.request("GET", path, 200))
 
 
-def test_comment(measure, api, member, seeded):
+def test_comment(measure: Measure, api: LabClient, member: Member, seeded: dict[str, int]) -> None:
     path = f"/api/posts/{seeded['commented']}/comments"
     measure(
         lambda: api.request(
@@ -77,7 +85,9 @@ def test_comment(measure, api, member, seeded):
     )
 
 
-def test_upload_1mp_jpeg(measure, api, member, upload_body):
+def test_upload_1mp_jpeg(
+    measure: Measure, api: LabClient, member: Member, upload_body: tuple[bytes, str]
+) -> None:
     body, content_type = upload_body
     measure(
         lambda: api.request(
@@ -91,7 +101,9 @@ def test_upload_1mp_jpeg(measure, api, member, upload_body):
     )
 
 
-def test_payment(measure, api, member, unique):
+def test_payment(
+    measure: Measure, api: LabClient, member: Member, unique: Callable[[str], str]
+) -> None:
     measure(
         lambda: api.request(
             "POST",

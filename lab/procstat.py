@@ -26,7 +26,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def _read(path: str) -> str:
     try:
         return Path(path).read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+    except OSError:  # gone meanwhile, not ours to read, or no /proc (not Linux)
         return ""
 
 
@@ -131,7 +131,7 @@ def become_subreaper() -> bool:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+        return bool(libc.prctl(36, 1, 0, 0, 0) == 0)  # PR_SET_CHILD_SUBREAPER
     except (OSError, AttributeError):
         return False
 

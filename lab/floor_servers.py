@@ -1,10 +1,10 @@
 """The floor's anatomy: the least a loopback HTTP round trip can cost, below the service stack.
 
-    python bench/floor_servers.py PORT          # a blocking socket server, one thread per client
-    gunicorn -c extracted/gunicorn.conf.py bench.floor_servers:app   # gunicorn, no Flask
-    gunicorn -c extracted/gunicorn.conf.py 'bench.floor_servers:flask_app()'   # + bare Flask
+    python -m lab.floor_servers PORT            # a blocking socket server, one thread per client
+    gunicorn -c extracted/gunicorn.conf.py lab.floor_servers:app     # gunicorn, no Flask
+    gunicorn -c extracted/gunicorn.conf.py 'lab.floor_servers:flask_app()'   # + bare Flask
 
-Both answer every request with the bytes the services' ``GET /ping`` answers, so the matrix can
+All three answer every request with the bytes the services' ``GET /ping`` answers, so the matrix can
 split the floor into the kernel's loopback round trip with Python on both ends, what gunicorn's
 gthread worker adds, and what Flask and the service's own hooks add on top.
 """
