@@ -10,7 +10,7 @@ import functools
 import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -33,7 +33,7 @@ from blog.migrate import (
     set_feed_position,
     set_service_mode,
 )
-from blog.serving import ServerProcess, service_process
+from blog.serving import ServerProcess, monolith_process, service_process
 from blog.web.context import config as current_config
 from blog.web.context import domains
 from blog.wiring import Monolith
@@ -87,6 +87,16 @@ def register(app: Flask) -> None:
     def services() -> None:
         """Run every service the config marks `mode: http` under gunicorn, until Ctrl-C."""
         code = run_services(current_config())
+        if code:
+            click.get_current_context().exit(code)
+
+    @app.cli.command("serve")
+    @click.option("--port", default=5000, show_default=True, envvar="FLASK_RUN_PORT")
+    def serve(port: int) -> None:
+        """Serve the monolith under the production server config.yaml names (server.name:
+        granian by default) on 127.0.0.1:PORT, until Ctrl-C; `flask run` is the development
+        server."""
+        code = run_monolith(current_config(), port)
         if code:
             click.get_current_context().exit(code)
 
@@ -260,32 +270,46 @@ def run_services(cfg: Config) -> int:
         if not (PROJECT_ROOT / "extracted" / domain / "wsgi.py").is_file():
             raise click.ClickException(f"extracted/{domain}/wsgi.py is missing: no service yet")
         ports[domain] = port
+    config_path = _config_file(cfg)
+    return _Supervisor(
+        {
+            domain: functools.partial(service_process, domain, port=port, config_path=config_path)
+            for domain, port in ports.items()
+        }
+    ).run()
+
+
+def run_monolith(cfg: Config, port: int) -> int:
+    """Serve the monolith under the configured server (``server.name``), until Ctrl-C."""
+    return _Supervisor(
+        {"monolith": functools.partial(monolith_process, port=port, config_path=_config_file(cfg))}
+    ).run()
+
+
+def _config_file(cfg: Config) -> Path | None:
+    """Every server reads the very file this process read (none: config.yaml's defaults)."""
     source = Path(cfg.source)
-    # Every service reads the very file the monolith read (none: config.yaml's defaults).
-    return _Supervisor(ports, source if source.is_file() else None).run()
+    return source if source.is_file() else None
 
 
 class _Supervisor:
-    """Runs the services as child processes and relays their output, one prefix per service.
+    """Runs servers as child processes and relays their output, one prefix per server.
 
     The children stay in this process's group: a Ctrl-C in the terminal reaches them too, and
     whoever kills the group kills them all. SIGTERM from elsewhere is passed on to each of them.
     """
 
-    def __init__(self, ports: Mapping[str, int], config_path: Path | None) -> None:
-        self._width = max(len(name) for name in ports)
+    def __init__(self, servers: Mapping[str, Callable[..., ServerProcess]]) -> None:
+        self._width = max(len(name) for name in servers)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._servers = {
-            name: service_process(
-                name,
-                port=port,
-                config_path=config_path,
+            name: make(
                 output=functools.partial(self._say, name),
                 own_group=False,
-                stop_signal=signal.SIGTERM,  # gunicorn's graceful stop
+                stop_signal=signal.SIGTERM,  # every server's graceful stop
             )
-            for name, port in ports.items()
+            for name, make in servers.items()
         }
 
     def _say(self, name: str, line: str) -> None:
@@ -316,7 +340,7 @@ class _Supervisor:
                 started[name] = server
                 self._say(name, f"starting on {server.url} (pid {server.pid})")
             if status == 0 and not self._stop.is_set():
-                click.echo(f"{len(started)} service(s) starting; Ctrl-C stops them.")
+                click.echo(f"{len(started)} server(s) starting; Ctrl-C stops them.")
             waiting = dict(started)  # not healthy yet
             while status == 0 and not self._stop.wait(0.2):
                 dead = [(n, s.returncode) for n, s in started.items() if not s.running]
@@ -333,7 +357,7 @@ class _Supervisor:
             self._stop_all(started.values())
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        click.echo("all services stopped")
+        click.echo("all services stopped" if "monolith" not in started else "stopped")
         return status
 
     def _stop_all(self, servers: Iterable[ServerProcess]) -> None:

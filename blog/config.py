@@ -103,6 +103,15 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    """The HTTP server under the monolith (``make serve``) and every extracted service."""
+
+    name: Literal["granian", "gunicorn", "waitress"] = "granian"
+    workers: int = 2
+    threads: int = 8
+
+
+@dataclass(frozen=True)
 class FaultConfig:
     """A fault injected into calls to an extracted domain (see ``blog.transport.faults``)."""
 
@@ -158,6 +167,7 @@ class Config:
     email: EmailConfig = field(default_factory=EmailConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
     services: dict[str, ServiceConfig] = field(default_factory=_default_services)
     source: str = field(default="<defaults>", metadata={"internal": True})
 
@@ -403,6 +413,13 @@ def _check_semantics(config: Config) -> None:
     ):
         if value <= 0:
             raise ConfigError(f"{key}: must be a positive number, got {value}")
+    if not 1 <= config.server.workers <= 64 or not 1 <= config.server.threads <= 256:
+        raise ConfigError("server.workers: 1 to 64, server.threads: 1 to 256")
+    if config.server.name == "waitress" and config.server.workers != 1:
+        raise ConfigError(
+            "server.workers: waitress runs one process (its threads serve in parallel); "
+            "set server.workers: 1, or pick granian or gunicorn"
+        )
     if not 1 <= config.images.jpeg_quality <= 95:
         raise ConfigError("images.jpeg_quality: must be between 1 and 95")
     if not 4 <= config.auth.bcrypt_rounds <= 16:

@@ -29,11 +29,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Self
 
-from blog.config import PROJECT_ROOT, Config, load_config
+from blog.config import PROJECT_ROOT, Config, ServerConfig, load_config
 
 HOST = "127.0.0.1"
 GUNICORN_CONF = PROJECT_ROOT / "extracted" / "gunicorn.conf.py"
-MONOLITH_TARGET = "blog:create_app()"
+MONOLITH_TARGET = "blog.wsgi:app"
+GRACEFUL_SECONDS = 10
+"""How long a stopping server lets requests in flight finish before it kills its workers."""
 LOG_TAIL_LINES = 200
 """What a piped server's failure message shows of its output (a log file shows all of it)."""
 
@@ -47,6 +49,59 @@ Prepare = Callable[[Config], None]
 
 class ServerStartError(RuntimeError):
     """The server exited, or never answered its health check, before it was ready."""
+
+
+def server_command(
+    server: ServerConfig, target: str, port: int, workers: int | None = None
+) -> list[str]:
+    """The command line that serves the WSGI ``target`` on ``port`` with ``server``.
+
+    Every server keeps connections alive (a hop without keep-alive pays a TCP handshake each
+    time), stops gracefully on SIGTERM, and logs no access line of its own: the app logs each
+    request itself, with its request id.
+    """
+    processes = workers if workers is not None else server.workers
+    if server.name == "granian":
+        return [
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "wsgi",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--workers",
+            str(processes),
+            "--blocking-threads",
+            str(server.threads),
+            "--http",
+            "1",
+            "--no-ws",
+            "--no-access-log",
+            "--workers-kill-timeout",
+            str(GRACEFUL_SECONDS),
+            target,
+        ]
+    if server.name == "waitress":
+        # One process; its threads serve in parallel (config refuses workers > 1 for it).
+        listen = f"--listen={HOST}:{port}"
+        return [sys.executable, "-m", "waitress", listen, f"--threads={server.threads}", target]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        str(GUNICORN_CONF),
+        "-b",
+        f"{HOST}:{port}",
+        "--workers",
+        str(processes),
+        "--threads",
+        str(server.threads),
+        target,
+    ]
 
 
 def service_target(domain: str) -> str:
@@ -82,6 +137,7 @@ class ServerProcess:
         name: str | None = None,
         config_path: str | os.PathLike[str] | None = None,
         workers: int | None = None,
+        server: ServerConfig | None = None,
         cpus: str | None = None,
         output: Output = None,
         health_path: str = "/health",
@@ -91,7 +147,8 @@ class ServerProcess:
         stop_signal: signal.Signals = signal.SIGTERM,
     ) -> None:
         """``config_path`` becomes ``BLOG_CONFIG`` (None: the server reads config.yaml);
-        ``workers`` becomes ``BLOG_SERVICE_WORKERS`` (None: the gunicorn config's default);
+        ``server`` picks the server and its settings (None: the config file's ``server``);
+        ``workers`` overrides its process count;
         ``cpus`` pins the server with ``taskset -c`` (``"1"``, ``"0,2"``, ``"2-3"``);
         ``stop_signal`` is what ``stop()`` sends first: SIGTERM is gunicorn's graceful stop
         (in-flight requests finish), SIGINT its quick one."""
@@ -104,8 +161,9 @@ class ServerProcess:
         self.stop_signal = stop_signal
         self._prepare = prepare
         if isinstance(serve, str):
-            argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
-            argv += ["-b", f"{HOST}:{self.port}", serve]
+            if server is None:
+                server = load_config(self.config_path).server
+            argv = server_command(server, serve, self.port, workers)
         else:
             argv = list(serve)
         self.argv = ["taskset", "-c", cpus, *argv] if cpus else argv
@@ -114,8 +172,6 @@ class ServerProcess:
             self.env.pop("BLOG_CONFIG", None)
         else:
             self.env["BLOG_CONFIG"] = str(self.config_path)
-        if workers is not None:
-            self.env["BLOG_SERVICE_WORKERS"] = str(workers)
         if callable(output):
             self.env["PYTHONUNBUFFERED"] = "1"  # each line reaches the pipe when it is written
         self.env.update(env or {})
@@ -314,14 +370,16 @@ def init_monolith_tables(config: Config) -> None:
 
 
 def service_process(domain: str, **options: Any) -> ServerProcess:
-    """``domain``'s extracted service under gunicorn (``options``: see :class:`ServerProcess`)."""
+    """``domain``'s extracted service under the configured server (``options``: see
+    :class:`ServerProcess`)."""
     options.setdefault("name", domain)
     options.setdefault("prepare", functools.partial(init_service_tables, domain))
     return ServerProcess(service_target(domain), **options)
 
 
 def monolith_process(**options: Any) -> ServerProcess:
-    """The monolith (``blog:create_app()``) under gunicorn, healthy once ``/api/health`` is."""
+    """The monolith (``blog.wsgi:app``) under the configured server, healthy once
+    ``/api/health`` is."""
     options.setdefault("name", "monolith")
     options.setdefault("health_path", "/api/health")
     options.setdefault("prepare", init_monolith_tables)

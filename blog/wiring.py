@@ -19,6 +19,7 @@ import contextvars
 import dataclasses
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -499,3 +500,12 @@ def connect(domain: str, config: Config, url: str | None = None) -> Any:
     transport = _service_transport(m, config, None)
     credentials = ServiceCredentials(config.transport.internal_token)
     return remote(m, _resilient(m, config, transport), credentials)
+
+
+def serve(app: Flask) -> Flask:
+    """Start ``app`` for a server that imports it to serve it (a ``wsgi.py`` module): its
+    tables, then its background work, in this process, which is the worker that serves. A
+    server that forks imports it in each worker, after the fork."""
+    runtime_of(app).start()
+    log.info("pid %d serving %s", os.getpid(), app.name)
+    return app

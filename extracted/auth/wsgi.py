@@ -1,5 +1,7 @@
-"""The WSGI entry point for a production server: ``gunicorn extracted.auth.wsgi:app``."""
+"""The WSGI entry point a production server imports (``make services``, or by hand:
+``granian --interface wsgi extracted.auth.wsgi:app``): importing it starts the service."""
 
+from blog.wiring import serve
 from extracted.auth.app import create_app
 
-app = create_app()
+app = serve(create_app())

@@ -1,5 +1,7 @@
-"""The WSGI entry point for a production server: ``gunicorn extracted.images.wsgi:app``."""
+"""The WSGI entry point a production server imports (``make services``, or by hand:
+``granian --interface wsgi extracted.images.wsgi:app``): importing it starts the service."""
 
+from blog.wiring import serve
 from extracted.images.app import create_app
 
-app = create_app()
+app = serve(create_app())

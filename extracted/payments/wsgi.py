@@ -1,5 +1,7 @@
-"""The WSGI entry point for a production server: ``gunicorn extracted.payments.wsgi:app``."""
+"""The WSGI entry point a production server imports (``make services``, or by hand:
+``granian --interface wsgi extracted.payments.wsgi:app``): importing it starts the service."""
 
+from blog.wiring import serve
 from extracted.payments.app import create_app
 
-app = create_app()
+app = serve(create_app())
