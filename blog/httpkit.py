@@ -13,9 +13,13 @@ import re
 import sys
 import time
 import uuid
+from dataclasses import is_dataclass
 from typing import Any
 
-from flask import Flask, Response, g, has_request_context, jsonify, request
+import msgspec
+from flask import Flask, Request, Response, g, has_request_context, jsonify, request
+from flask.json.provider import DefaultJSONProvider
+from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.exceptions import HTTPException
 
 from blog.errors import DomainError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
@@ -41,10 +45,37 @@ _HTTP_CODES = {
 
 
 def install(app: Flask) -> None:
-    """JSON errors and request ids on ``app``."""
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the DTOs' field order
+    """JSON errors and request ids on ``app``, and no cookie session."""
+    app.json = DtoJSONProvider(app)
+    app.session_interface = NoSessions()
     _install_request_ids(app)
     _install_error_handlers(app)
+
+
+class DtoJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, with our frozen dataclasses (DTOs) turned into JSON by msgspec, field order
+    kept: ``jsonify(post)`` then costs a fraction of ``jsonify(asdict(post))`` (``asdict``
+    deep-copies every value), and writes the same bytes."""
+
+    sort_keys = False
+
+    @staticmethod
+    def default(o: Any) -> Any:
+        if is_dataclass(o) and not isinstance(o, type):
+            return msgspec.to_builtins(o)
+        return DefaultJSONProvider.default(o)
+
+
+class NoSessions(SessionInterface):
+    """The API is stateless (bearer tokens at the edge, service JWTs inside): no request opens or
+    saves a cookie session. Flask's default would build a signing serializer on every request,
+    which costs more than the rest of a service's request hooks together."""
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        return None  # Flask then hands the request its null session, which is never saved
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        return None
 
 
 # --------------------------------------------------------------------------- logging

@@ -15,7 +15,6 @@ lab build freely and start only what they mean to.
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import functools
 import logging
@@ -23,7 +22,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -132,30 +130,15 @@ class Domains:
     email: EmailService
     bus: InlineEventBus
     modes: dict[str, str]
-    _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def __getitem__(self, name: str) -> Any:
         return getattr(self, name)
-
-    def gather(self, *calls: Callable[[], Any]) -> list[Any]:
-        """Run independent calls, concurrently when any domain is remote.
-
-        In-process calls take microseconds and a thread hand-off would cost more than it saves,
-        so the all-in-process monolith runs them one after the other.
-        """
-        if self._executor is None or len(calls) < 2:
-            return [call() for call in calls]
-        # each call runs in a copy of this context, so the request id travels with it
-        futures = [self._executor.submit(contextvars.copy_context().run, call) for call in calls]
-        return [future.result() for future in futures]
 
     def close(self) -> None:
         for m in MANIFESTS:
             close = getattr(self[m.name], "close", None)
             if close is not None:
                 close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -217,14 +200,10 @@ def build_monolith(config: Config, overrides: Mapping[str, Any] | None = None) -
             for event_type in m.handles:
                 bus.subscribe(event_type, built[m.name].handle_event, consumer=m.name)
     modes = {m.name: config.mode(m.name) for m in MANIFESTS}
-    remote_any = any(mode != "inprocess" for mode in modes.values())
     runtime.domains = Domains(
         **{name: TimedDomain(impl, name, modes[name]) for name, impl in built.items()},
         bus=bus,
         modes=modes,
-        _executor=ThreadPoolExecutor(max_workers=8, thread_name_prefix="gather")
-        if remote_any
-        else None,
     )
     runtime.closers.append(runtime.domains.close)
     return runtime

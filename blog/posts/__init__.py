@@ -38,6 +38,14 @@ class Comment:
 
 
 @dataclass(frozen=True)
+class PostWithComments:
+    """A post and its comments, oldest first: the post page's data in one round trip."""
+
+    post: Post
+    comments: list[Comment]
+
+
+@dataclass(frozen=True)
 class PostPage:
     items: list[Post]
     page: int
@@ -78,6 +86,10 @@ class PostsService(Protocol):
 
     def get_post(self, post_id: int) -> Post: ...
 
+    def get_post_with_comments(self, post_id: int) -> PostWithComments:
+        """The post and its comments together: one call where the page needs both (one round
+        trip, not two, once posts is extracted)."""
+
     def list_posts(self, page: int = 1, per_page: int | None = None) -> PostPage: ...
 
     def update_post(
@@ -107,6 +119,7 @@ ROUTES = (
     Route("create_post", "POST", "/posts", status=201),
     Route("list_posts", "GET", "/posts", safe=True, query={"page": "page", "per_page": "per_page"}),
     Route("get_post", "GET", "/posts/{post_id}", safe=True),
+    Route("get_post_with_comments", "GET", "/posts/{post_id}/with-comments", safe=True),
     # Setting values: a repeat leaves the same state (updated_at moves only on a real change).
     Route("update_post", "PATCH", "/posts/{post_id}", safe=True),
     # Safe: if the first attempt deleted the post and only its answer was lost, the repeat

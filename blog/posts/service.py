@@ -21,6 +21,7 @@ from blog.posts import (
     Post,
     PostNotFound,
     PostPage,
+    PostWithComments,
 )
 from blog.posts.models import CommentRow, PostRow
 
@@ -164,6 +165,14 @@ class InProcessPostsService:
                 raise _not_found(post_id)
             return _to_post(row)
 
+    def get_post_with_comments(self, post_id: int) -> PostWithComments:
+        post_id = _id(post_id, "post_id")
+        with self._session_factory() as session:
+            row = session.get(PostRow, post_id)
+            if row is None:
+                raise _not_found(post_id)
+            return PostWithComments(_to_post(row), self._comments(session, post_id))
+
     def list_posts(self, page: int = 1, per_page: int | None = None) -> PostPage:
         page = _id(page, "page")
         per_page = self._config.per_page_default if per_page is None else _id(per_page, "per_page")
@@ -244,12 +253,16 @@ class InProcessPostsService:
         with self._session_factory() as session:
             if session.get(PostRow, post_id) is None:
                 raise _not_found(post_id)
-            rows = session.scalars(
-                select(CommentRow)
-                .where(CommentRow.post_id == post_id)
-                .order_by(CommentRow.created_at, CommentRow.id)
-            ).all()
-            return [_to_comment(row) for row in rows]
+            return self._comments(session, post_id)
+
+    @staticmethod
+    def _comments(session: Session, post_id: int) -> list[Comment]:
+        rows = session.scalars(
+            select(CommentRow)
+            .where(CommentRow.post_id == post_id)
+            .order_by(CommentRow.created_at, CommentRow.id)
+        ).all()
+        return [_to_comment(row) for row in rows]
 
     def handle_event(self, event: Event) -> None:
         """``user.renamed``: rewrite the author's name on their posts and comments.

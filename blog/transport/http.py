@@ -1,18 +1,26 @@
-"""The socket transport: one keep-alive connection pool per service.
+"""The socket transport: keep-alive HTTP/1.1 connections to one service, pooled.
 
-urllib3's pool used directly: ``requests``' per-call machinery (hooks, cookies, header merging)
-costs more than the loopback round trip itself, and a new TCP connection per call would cost a
-handshake more. No retries and no redirects here: retrying is the resilience layer's decision,
-which knows whether the request is safe to repeat.
+Built on the standard library's ``http.client``, one connection per call in flight, reused
+afterwards. urllib3 (under ``requests``) does the same with more machinery per call (retry and
+redirect bookkeeping, header dictionaries, response wrappers): on loopback that machinery cost
+about as much as the round trip itself, and none of it is needed here, where retrying is the
+resilience layer's decision (it knows whether the request is safe to repeat) and a service never
+redirects.
+
+What a pool must get right, and urllib3 taught: a connection the server closed while it sat idle
+is found out before it is used (a readable idle socket is dead or out of step, so it is dropped);
+a connection whose request body the server refused unread is not reused; connect failures, which
+guarantee the request never left, are told apart from failures after it may have arrived.
 """
 
 from __future__ import annotations
 
+import http.client
+import select
+import socket
+import threading
 from typing import Any
-
-import urllib3
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ProtocolError
-from urllib3.exceptions import TimeoutError as Urllib3Timeout
+from urllib.parse import urlsplit
 
 from blog.transport import (
     ConnectFailed,
@@ -21,10 +29,25 @@ from blog.transport import (
     TransportError,
     WireRequest,
     WireResponse,
-    lower_headers,
 )
 
 _BODY_REFUSED = (401, 413)
+_BROKEN = (
+    ConnectionError,  # reset, refused mid-way, broken pipe
+    http.client.RemoteDisconnected,
+    http.client.BadStatusLine,
+    http.client.IncompleteRead,
+    http.client.LineTooLong,
+)
+
+
+class _Connection(http.client.HTTPConnection):
+    """``http.client`` sends a request's headers and body in two writes; with Nagle's algorithm
+    on, the body would wait for the server to acknowledge the headers."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class PooledHttpTransport:
@@ -37,60 +60,96 @@ class PooledHttpTransport:
         pool_size: int = 32,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"{base_url!r}: a service URL is http://host[:port]")
+        self._host = parts.hostname
+        self._port = parts.port or 80
+        self._prefix = parts.path
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-        self._pool = urllib3.connection_from_url(
-            self.base_url, maxsize=pool_size, block=False, retries=False, timeout=self._timeout
-        )
+        self._pool_size = pool_size
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
 
     def send(self, request: WireRequest) -> WireResponse:
-        timeout = self._timeout
-        if request.read_timeout is not None:
-            timeout = urllib3.Timeout(connect=self._connect_timeout, read=request.read_timeout)
+        connection = self._checkout()
+        keep = False
         try:
-            response = self._pool.urlopen(
-                request.method,
-                request.path,
-                body=request.body,
-                headers=dict(request.headers),
-                preload_content=False,
-                redirect=False,
-                retries=False,
-                timeout=timeout,
+            if connection.sock is None:
+                self._connect(connection)
+            connection.sock.settimeout(request.read_timeout or self._read_timeout)
+            try:
+                connection.request(
+                    request.method,
+                    self._prefix + request.path,
+                    body=request.body,
+                    headers=request.headers,
+                )
+                response = connection.getresponse()
+                content = response.read()
+            except TimeoutError:
+                raise TimedOut("timed out waiting for the answer") from None
+            except _BROKEN as exc:
+                raise ConnectionBroken(f"connection broken ({type(exc).__name__})") from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise TransportError(f"{type(exc).__name__}: {exc}") from None
+            # A server that refuses a body unread (401 before reading it, 413) closes the
+            # connection after answering, though its answer may say keep-alive.
+            keep = not response.will_close and not (
+                request.body is not None and response.status in _BODY_REFUSED
             )
-        except NewConnectionError as exc:
-            raise ConnectFailed(f"could not connect ({_root_cause(exc)})") from None
-        except ConnectTimeoutError:
-            raise ConnectFailed("could not connect (timed out)") from None
-        except Urllib3Timeout as exc:
-            raise TimedOut(f"timed out ({type(exc).__name__})") from None
-        except ProtocolError as exc:
-            raise ConnectionBroken(f"connection broken ({_root_cause(exc)})") from None
-        except HTTPError as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}") from None
-        connection = response.connection  # reading the body in full hands it back to the pool
-        try:
-            content = response.read()
-        except (Urllib3Timeout, ProtocolError) as exc:
-            raise ConnectionBroken(f"response broken off ({type(exc).__name__})") from None
+            headers = {name.lower(): value for name, value in response.getheaders()}
+            return WireResponse(response.status, headers, content)
         finally:
-            response.release_conn()
-            if request.body is not None and response.status in _BODY_REFUSED and connection:
-                # A server that refuses a body unread (401 before reading it, 413) closes the
-                # connection after answering, though its answer says keep-alive: drop the
-                # socket so that the pool opens a fresh one next time.
+            self._checkin(connection, keep)
+
+    def _connect(self, connection: _Connection) -> None:
+        connection.timeout = self._connect_timeout
+        try:
+            connection.connect()
+        except TimeoutError:
+            raise ConnectFailed("could not connect (timed out)") from None
+        except OSError as exc:
+            raise ConnectFailed(f"could not connect ({type(exc).__name__})") from None
+
+    def _checkout(self) -> _Connection:
+        with self._lock:
+            while self._idle:
+                connection = self._idle.pop()
+                if _alive(connection):
+                    return connection
                 connection.close()
-        return WireResponse(response.status, lower_headers(response.headers), content)
+        return _Connection(self._host, self._port, timeout=self._connect_timeout)
+
+    def _checkin(self, connection: _Connection, keep: bool) -> None:
+        if keep and not self._closed:
+            with self._lock:
+                if len(self._idle) < self._pool_size:
+                    self._idle.append(connection)
+                    return
+        connection.close()
 
     def describe(self) -> dict[str, Any]:
         return {"url": self.base_url}
 
     def close(self) -> None:
-        self._pool.close()
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
 
 
-def _root_cause(exc: BaseException) -> str:
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return type(exc).__name__
+def _alive(connection: _Connection) -> bool:
+    """An idle keep-alive connection has nothing to read: if its socket is readable, the server
+    closed it (or sent something out of turn), and a request on it would fail."""
+    sock = connection.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Annotated
 
 from flask import Blueprint, Response, jsonify
@@ -58,7 +58,7 @@ def register() -> tuple[Response, int]:
         name=field(body, "name", str),
         password=field(body, "password", str),
     )
-    return jsonify(asdict(user)), 201
+    return jsonify(user), 201
 
 
 @bp.post("/login")
@@ -73,14 +73,14 @@ def login() -> Response:
     token = domains().auth.login(
         email=field(body, "email", str), password=field(body, "password", str)
     )
-    return jsonify(asdict(token))
+    return jsonify(token)
 
 
 @bp.get("/me")
 @login_required
 @documented("The caller's own account", response=User, errors=(503,))
 def me() -> Response:
-    return jsonify(asdict(current_user()))
+    return jsonify(current_user())
 
 
 @bp.patch("/me")
@@ -89,7 +89,7 @@ def me() -> Response:
 def rename_me() -> Response:
     body = json_body()
     user = domains().auth.rename(current_user().id, field(body, "name", str))
-    return jsonify(asdict(user))
+    return jsonify(user)
 
 
 @bp.get("/users/<int:user_id>")

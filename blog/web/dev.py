@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from flask import Blueprint, Response, jsonify
 
@@ -39,4 +39,4 @@ def inbox() -> Response:
     if config().env == "production":
         raise NotFound("the dev inbox is not served in production")
     messages = domains().email.list_inbox(limit=query_int("limit", 50))
-    return jsonify({"items": [asdict(m) for m in messages]})
+    return jsonify({"items": messages})

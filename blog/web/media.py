@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, jsonify, request
 
 from blog.errors import InvalidInput
 from blog.images import StoredImage
@@ -24,14 +22,14 @@ bp = Blueprint("media", __name__)
     status=201,
     errors=(400, 413, 415, 502, 503),
 )
-def upload() -> tuple[dict[str, object], int]:
+def upload() -> tuple[Response, int]:
     if not request.mimetype.startswith("multipart/form-data"):
         raise InvalidInput("send the image as multipart/form-data in the field 'image'")
     upload = request.files.get("image")
     if upload is None:
         raise InvalidInput("the multipart field 'image' is required", details={"field": "image"})
     stored = domains().images.upload(upload.read(), filename=upload.filename)
-    return asdict(stored) | {"size": list(stored.size)}, 201
+    return jsonify(stored), 201
 
 
 @bp.get("/images/<key>")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Annotated
 
 from flask import Blueprint, Response, jsonify, request
@@ -71,7 +71,7 @@ def pay() -> tuple[Response, int]:
         payment_method=field(body, "payment_method", str),
         idempotency_key=key,
     )
-    return jsonify(asdict(payment)), 201
+    return jsonify(payment), 201
 
 
 @bp.get("/payments/<int:payment_id>")
@@ -82,4 +82,4 @@ def get_payment(payment_id: int) -> Response:
     if payment.user_id != current_user().id:
         # Not 403: whether someone else's payment exists is not the caller's business.
         raise PaymentNotFound(f"payment {payment_id} not found")
-    return jsonify(asdict(payment))
+    return jsonify(payment)

@@ -89,8 +89,8 @@ def test_server_timing_names_every_domain_call_and_its_mode(client, auth, modes)
     for entry in response.headers["Server-Timing"].split(", "):
         name, *params = entry.split(";")
         entries[name] = dict(p.split("=", 1) for p in params)
-    for call in ("posts.get_post", "posts.list_comments", "auth.get_user"):
+    for call in ("posts.get_post_with_comments", "auth.get_user"):
         domain = call.split(".")[0]
         assert entries[call]["desc"] == f'"{modes[domain]}"'
         assert float(entries[call]["dur"]) >= 0
-    assert float(entries["total"]["dur"]) >= float(entries["posts.get_post"]["dur"])
+    assert float(entries["total"]["dur"]) >= float(entries["posts.get_post_with_comments"]["dur"])

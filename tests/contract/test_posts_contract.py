@@ -22,6 +22,7 @@ from blog.posts import (
     Post,
     PostNotFound,
     PostPage,
+    PostWithComments,
 )
 from blog.transport.credentials import ServiceCredentials
 from extracted.posts import create_app
@@ -156,6 +157,19 @@ def test_comments(posts):
         posts.add_comment(10**12, bob, "Bob", "x")
     with pytest.raises(PostNotFound):
         posts.list_comments(10**12)
+
+
+def test_a_post_with_its_comments_in_one_call(posts):
+    post = _post(posts)
+    comment = posts.add_comment(post.id, new_user(), "Bob", "First!")
+    thread = posts.get_post_with_comments(post.id)
+    assert isinstance(thread, PostWithComments)
+    assert thread == PostWithComments(posts.get_post(post.id), [comment])
+    assert posts.get_post_with_comments(_post(posts).id).comments == []
+    with pytest.raises(PostNotFound):
+        posts.get_post_with_comments(10**12)
+    with pytest.raises(InvalidInput, match="post_id: must be a positive integer"):
+        posts.get_post_with_comments("1")
 
 
 INVALID: list[tuple[str, Callable[[Any], Any], str]] = [
