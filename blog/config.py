@@ -30,6 +30,10 @@ DEV_INTERNAL_TOKEN = "dev-internal-service-token-not-for-production"
 
 Mode = Literal["inprocess", "http", "wire", "extracted"]
 
+SERVER_WORKERS_ENV = "BLOG_SERVER_WORKERS"
+"""Set by ``blog.serving`` when it starts a server with another worker count than the config
+file's, so that the app knows how many processes share its work."""
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the key and the allowed values."""
@@ -209,6 +213,14 @@ def load_config(
     config = _build(Config, raw, "", environ)
     config = _resolve_paths(config, path.parent if path.exists() else PROJECT_ROOT)
     config = dataclasses.replace(config, source=str(path))
+    workers = environ.get(SERVER_WORKERS_ENV)
+    if workers:  # the launcher runs this server with another worker count than the file says
+        if not workers.isdigit():
+            raise ConfigError(
+                f"{SERVER_WORKERS_ENV}: expected a number of workers, got {workers!r}"
+            )
+        server = dataclasses.replace(config.server, workers=int(workers))
+        config = dataclasses.replace(config, server=server)
     _check_semantics(config)
     return config
 

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 20.0
 MAX_BATCH = 500
-POLL_SLICE_SECONDS = 0.25
+BELL_INTERVAL_SECONDS = 0.25
+"""How often a parked poll looks at the outbox's doorbell for another worker's commit."""
 MAX_ATTEMPTS = 20
 RETRY_PAUSE_SECONDS = 0.25
 
@@ -47,8 +48,11 @@ cursors = Table(
 # --------------------------------------------------------------------------- service side
 
 
-def feed_blueprint(engine: Engine, bus: OutboxEventBus) -> Blueprint:
+def feed_blueprint(engine: Engine, bus: OutboxEventBus, other_writers: bool = True) -> Blueprint:
+    """``other_writers``: whether other processes (the server's other workers) commit to this
+    outbox too; if not, a parked poll needs no doorbell to learn of a commit."""
     bp = Blueprint("event_feed", __name__)
+    bell_interval = BELL_INTERVAL_SECONDS if other_writers else None
 
     @bp.get("/events")
     def events() -> Response:
@@ -60,10 +64,11 @@ def feed_blueprint(engine: Engine, bus: OutboxEventBus) -> Blueprint:
             raise InvalidInput("after and limit must be integers, wait a number") from None
         deadline = time.monotonic() + wait
         batch = read_outbox(engine, bus.table, after, limit)
-        while not batch and time.monotonic() < deadline:
-            # Woken at once by a commit in this process; the short slices also catch commits
-            # made by the server's other worker processes.
-            bus.wait_for_commit(min(POLL_SLICE_SECONDS, max(deadline - time.monotonic(), 0)))
+        # Parked until a commit, in this worker or another (the outbox's doorbell): the table
+        # is read again only when something was written, not on a timer.
+        while not batch and bus.wait_for_commit(
+            max(deadline - time.monotonic(), 0), bell_interval=bell_interval
+        ):
             batch = read_outbox(engine, bus.table, after, limit)
         return jsonify(
             {
@@ -116,7 +121,7 @@ class FeedPuller:
         engine: Engine,
         *,
         read_timeout: float,
-        wait_seconds: float = 2.0,
+        wait_seconds: float = 5.0,
     ) -> None:
         self.service = service
         self._transport = transport

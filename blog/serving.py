@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Self
 
-from blog.config import PROJECT_ROOT, Config, ServerConfig, load_config
+from blog.config import PROJECT_ROOT, SERVER_WORKERS_ENV, Config, ServerConfig, load_config
 
 HOST = "127.0.0.1"
 GUNICORN_CONF = PROJECT_ROOT / "extracted" / "gunicorn.conf.py"
@@ -160,10 +160,13 @@ class ServerProcess:
         self.own_group = own_group
         self.stop_signal = stop_signal
         self._prepare = prepare
+        self._extra_env: dict[str, str] = {}
         if isinstance(serve, str):
             if server is None:
                 server = load_config(self.config_path).server
             argv = server_command(server, serve, self.port, workers)
+            if workers is not None:
+                self._extra_env[SERVER_WORKERS_ENV] = str(workers)  # the app's view agrees
         else:
             argv = list(serve)
         self.argv = ["taskset", "-c", cpus, *argv] if cpus else argv
@@ -174,6 +177,7 @@ class ServerProcess:
             self.env["BLOG_CONFIG"] = str(self.config_path)
         if callable(output):
             self.env["PYTHONUNBUFFERED"] = "1"  # each line reaches the pipe when it is written
+        self.env.update(self._extra_env)
         self.env.update(env or {})
         self.process: subprocess.Popen[bytes] | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)

@@ -42,7 +42,7 @@ from blog.contract import (
 from blog.db import create_tables, make_engine, make_session_factory
 from blog.domains import MANIFESTS, manifest
 from blog.email import EmailService
-from blog.events import Event, EventPublisher, InlineEventBus, OutboxEventBus
+from blog.events import Event, EventPublisher, InlineEventBus, OutboxEventBus, doorbell
 from blog.httpkit import configure_logging, install
 from blog.images import ImagesService
 from blog.manifest import BuildContext, DomainManifest
@@ -182,7 +182,7 @@ def build_monolith(config: Config, overrides: Mapping[str, Any] | None = None) -
             # Only the domains that live here get tables here: after extraction the monolith
             # no longer touches an extracted domain's tables.
             runtime.tables.append((engine, m.metadata()))
-            publisher = _publisher(m, bus, outboxes if rabbitmq else None)
+            publisher = _publisher(m, bus, outboxes if rabbitmq else None, engine)
             built[m.name] = m.build(BuildContext(config, sessions, publisher))
         else:
             child = None
@@ -210,7 +210,10 @@ def build_monolith(config: Config, overrides: Mapping[str, Any] | None = None) -
 
 
 def _publisher(
-    m: DomainManifest[Any], bus: InlineEventBus, outboxes: dict[str, OutboxEventBus] | None
+    m: DomainManifest[Any],
+    bus: InlineEventBus,
+    outboxes: dict[str, OutboxEventBus] | None,
+    engine: Engine,
 ) -> EventPublisher:
     if not m.publishes:
         return UndeclaredEvents(m.name)
@@ -218,7 +221,7 @@ def _publisher(
         return bus
     outbox = m.outbox()
     assert outbox is not None
-    return outboxes.setdefault(m.name, OutboxEventBus(outbox))
+    return outboxes.setdefault(m.name, OutboxEventBus(outbox, doorbell(engine, outbox)))
 
 
 class UndeclaredEvents:
@@ -381,7 +384,11 @@ def build_service(domain: str, config: Config) -> ServiceRuntime:
     engine = make_engine(config.service_database_url(domain))
     rabbitmq = config.events.broker == "rabbitmq"
     outbox_table = m.outbox()
-    outbox = OutboxEventBus(outbox_table) if outbox_table is not None else None
+    outbox = (
+        OutboxEventBus(outbox_table, doorbell(engine, outbox_table))
+        if outbox_table is not None
+        else None
+    )
     publisher: EventPublisher = outbox if outbox is not None else UndeclaredEvents(domain)
     service = m.build(BuildContext(config, make_session_factory(engine), publisher))
     credentials = ServiceCredentials(config.transport.internal_token)
@@ -435,7 +442,7 @@ def build_service(domain: str, config: Config) -> ServiceRuntime:
     elif outbox is not None:
         from blog.feed import feed_blueprint
 
-        app.register_blueprint(feed_blueprint(engine, outbox))
+        app.register_blueprint(feed_blueprint(engine, outbox, config.server.workers > 1))
     closer = getattr(service, "close", None)
     if closer is not None:
         runtime.closers.append(closer)

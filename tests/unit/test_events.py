@@ -89,3 +89,34 @@ def test_strict_delivery_runs_every_handler_then_raises():
         bus.deliver(event, strict=True)
     assert seen == [event.id]
     bus.deliver(event)  # the default never raises: a request is never failed by a handler
+
+
+def test_a_commit_in_another_process_rings_the_outbox_doorbell(tmp_path):
+    """Two buses on one outbox stand for two workers of one service: the waiter learns of the
+    other's commit from the doorbell file, without reading the table."""
+    import threading
+
+    from blog.db import create_tables
+    from blog.domains import manifest
+    from blog.events import OutboxEventBus, doorbell
+
+    engine = make_engine(f"sqlite:///{tmp_path}/posts.db")
+    metadata, outbox = manifest("posts").metadata(), manifest("posts").outbox()
+    assert outbox is not None
+    create_tables(engine, metadata)
+    bell = doorbell(engine, outbox)
+    assert bell == doorbell(make_engine(f"sqlite:///{tmp_path}/posts.db"), outbox)
+    waiting, writing = OutboxEventBus(outbox, bell), OutboxEventBus(outbox, bell)
+    sessions = make_session_factory(engine)
+    woke: list[bool] = []
+    waiter = threading.Thread(
+        target=lambda: woke.append(waiting.wait_for_commit(10, bell_interval=0.02))
+    )
+    waiter.start()
+    with transaction(sessions) as session:
+        writing.publish(session, Event(type="post.created", data={}))
+    waiter.join(5)
+    assert woke == [True]
+    # a one-worker server does not watch the bell: only its own commits or the timeout wake it
+    assert waiting.wait_for_commit(0.05, bell_interval=None) is False
+    engine.dispose()
