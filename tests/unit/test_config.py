@@ -107,3 +107,15 @@ def test_faults_are_read_per_domain(tmp_path):
         0.5,
     )
     assert config.services["posts"].faults == []
+
+
+def test_the_server_is_chosen_in_config(tmp_path):
+    config = _load(tmp_path, "server:\n  name: gunicorn\n  workers: 3\n  threads: 4\n")
+    assert (config.server.name, config.server.workers, config.server.threads) == ("gunicorn", 3, 4)
+    assert _load(tmp_path, "").server.name == "granian"  # the measured default
+    with pytest.raises(ConfigError, match="waitress runs one process"):
+        _load(tmp_path, "server:\n  name: waitress\n  workers: 2\n")
+    with pytest.raises(ConfigError, match=r"server\.name: 'uwsgi' is not allowed"):
+        _load(tmp_path, "server:\n  name: uwsgi\n")
+    launched = _load(tmp_path, "server:\n  workers: 3\n", {"BLOG_SERVER_WORKERS": "1"})
+    assert launched.server.workers == 1  # what the launcher started wins over the file
