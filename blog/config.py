@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -130,9 +131,40 @@ class FaultConfig:
 class ServiceConfig:
     mode: Mode = "inprocess"
     url: str | None = None
+    urls: list[str] = field(default_factory=list)
+    """``discovery.kind: static``: several instances (``url`` alone is one)."""
     port: int | None = None
     database_url: str | None = None
     faults: list[FaultConfig] = field(default_factory=list)
+
+    def instance_urls(self) -> list[str]:
+        return list(self.urls) if self.urls else [self.url] if self.url else []
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """etcd, spoken to through its v3 JSON gateway."""
+
+    url: str = "http://127.0.0.1:2379"
+    prefix: str = "/strangler-blog/services/"
+    lease_seconds: int = 10
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    nameserver: str | None = None
+    """``host:port`` of the DNS server to ask; null: the system's resolver."""
+    interval_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    kind: Literal["static", "registry", "dns"] = "static"
+    balancing: Literal["round_robin", "least_outstanding"] = "least_outstanding"
+    ejection_seconds: float = 10.0
+    """How long an instance that failed is skipped before one call tries it again."""
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
 
 
 @dataclass(frozen=True)
@@ -172,6 +204,7 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     services: dict[str, ServiceConfig] = field(default_factory=_default_services)
     source: str = field(default="<defaults>", metadata={"internal": True})
 
@@ -393,8 +426,13 @@ def _check_semantics(config: Config) -> None:
                 f"services.{domain}.mode: {svc.mode!r} is not allowed; {domain} runs "
                 f"{' or '.join(repr(m) for m in allowed)} (extracted, it is {what})"
             )
-        if svc.mode in ("http", "extracted") and not svc.url:
+        if svc.mode in ("http", "extracted") and not svc.instance_urls():
             raise ConfigError(f"services.{domain}.url: required when mode is '{svc.mode}'")
+        for i, url in enumerate(svc.instance_urls()):
+            parts = urlsplit(url)
+            if parts.scheme != "http" or not parts.hostname:
+                where = f"services.{domain}.urls[{i}]" if svc.urls else f"services.{domain}.url"
+                raise ConfigError(f"{where}: {url!r} is not an http://host[:port] URL")
         for i, fault in enumerate(svc.faults):
             where = f"services.{domain}.faults[{i}]"
             if not 0.0 <= fault.probability <= 1.0:

@@ -187,7 +187,17 @@ class OutboxEventBus:
             self._version += 1
             self._changed.notify_all()
 
-    def wait_for_commit(self, timeout: float, bell_interval: float | None = 0.25) -> bool:
+    def watermark(self) -> tuple[int, int]:
+        """Where the outbox stands now: take it *before* reading the table, and wait from it,
+        so that a commit between the read and the wait is not missed."""
+        return self._version, _rung_at(self.bell)
+
+    def wait_for_commit(
+        self,
+        timeout: float,
+        bell_interval: float | None = 0.25,
+        since: tuple[int, int] | None = None,
+    ) -> bool:
         """Block until something is committed to the outbox, or ``timeout``; True when it was.
 
         A commit in this process wakes the waiter at once. One in another process (a server's
@@ -197,9 +207,8 @@ class OutboxEventBus:
         sleeps until a commit or its timeout and costs nothing.
         """
         deadline = time.monotonic() + timeout
-        rung = _rung_at(self.bell)
+        seen, rung = since if since is not None else self.watermark()
         with self._changed:
-            seen = self._version
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

@@ -63,12 +63,14 @@ def feed_blueprint(engine: Engine, bus: OutboxEventBus, other_writers: bool = Tr
         except ValueError:
             raise InvalidInput("after and limit must be integers, wait a number") from None
         deadline = time.monotonic() + wait
+        mark = bus.watermark()
         batch = read_outbox(engine, bus.table, after, limit)
         # Parked until a commit, in this worker or another (the outbox's doorbell): the table
         # is read again only when something was written, not on a timer.
         while not batch and bus.wait_for_commit(
-            max(deadline - time.monotonic(), 0), bell_interval=bell_interval
+            max(deadline - time.monotonic(), 0), bell_interval=bell_interval, since=mark
         ):
+            mark = bus.watermark()
             batch = read_outbox(engine, bus.table, after, limit)
         return jsonify(
             {

@@ -40,6 +40,10 @@ from blog.contract import (
     service_blueprint,
 )
 from blog.db import create_tables, make_engine, make_session_factory
+from blog.discovery import InstanceSource, StaticInstances
+from blog.discovery.dns import DnsInstances
+from blog.discovery.etcd import EtcdGateway
+from blog.discovery.registry import Registrar, RegistryDirectory, advertised_url
 from blog.domains import MANIFESTS, manifest
 from blog.email import EmailService
 from blog.events import Event, EventPublisher, InlineEventBus, OutboxEventBus, doorbell
@@ -50,6 +54,7 @@ from blog.payments import PaymentsService
 from blog.posts import PostsService
 from blog.timing import TimedDomain
 from blog.transport import Transport
+from blog.transport.balancing import BalancedTransport
 from blog.transport.credentials import ServiceCredentials
 from blog.transport.faults import FaultInjectingTransport
 from blog.transport.http import PooledHttpTransport
@@ -61,7 +66,7 @@ log = logging.getLogger(__name__)
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Multipart framing around an upload (boundaries, part headers) on top of the image's bytes."""
 
-JobKind = Literal["relay", "consumer", "feed"]
+JobKind = Literal["relay", "consumer", "feed", "discovery", "registration"]
 
 
 class Job(Protocol):
@@ -89,7 +94,10 @@ class Runtime:
         for engine, metadata in self.tables:
             create_tables(engine, metadata)
 
-    def start(self, kinds: Iterable[JobKind] = ("relay", "consumer", "feed")) -> None:
+    def start(
+        self,
+        kinds: Iterable[JobKind] = ("discovery", "registration", "relay", "consumer", "feed"),
+    ) -> None:
         """Prepare the databases and start the background jobs of ``kinds``; once per process
         (a second call returns at once, so a server may call it on every request)."""
         if self._started:
@@ -172,6 +180,7 @@ def build_monolith(config: Config, overrides: Mapping[str, Any] | None = None) -
     credentials = ServiceCredentials(config.transport.internal_token)
     rabbitmq = config.events.broker == "rabbitmq"
     runtime = Monolith(config=config, engine=engine, engines=[engine])
+    discovery = Discovery(config, runtime)
     outboxes: dict[str, OutboxEventBus] = {}
     built: dict[str, Any] = {}
     for m in MANIFESTS:
@@ -189,10 +198,10 @@ def build_monolith(config: Config, overrides: Mapping[str, Any] | None = None) -
             if mode == "wire":
                 child = build_service(m.name, config)
                 runtime.children.append(child)
-            transport = _service_transport(m, config, child)
+            transport = _service_transport(m, config, child, discovery)
             built[m.name] = remote(m, _resilient(m, config, transport), credentials)
             if m.publishes and not rabbitmq:
-                _pull_feed(m, config, runtime, child, engine, bus, credentials)
+                _pull_feed(m, config, runtime, child, discovery, engine, bus, credentials)
     if rabbitmq:
         _link_to_broker(config, runtime, outboxes, built, engine, inprocess_only=True)
     else:
@@ -236,22 +245,67 @@ class UndeclaredEvents:
         )
 
 
+class Discovery:
+    """Where each extracted domain's instances are (``discovery.kind``), for the transports:
+    one registry watch for the whole process, one resolver per domain for DNS."""
+
+    def __init__(self, config: Config, runtime: Runtime) -> None:
+        self._config = config
+        self._runtime = runtime
+        self._directory: RegistryDirectory | None = None
+
+    def source(self, domain: str) -> InstanceSource:
+        settings = self._config.discovery
+        service = self._config.services[domain]
+        if settings.kind == "registry":
+            if self._directory is None:
+                gateway = EtcdGateway(settings.registry.url)
+                self._directory = RegistryDirectory(gateway, settings.registry.prefix)
+                self._runtime.jobs.append(("discovery", self._directory))
+            return self._directory.source(domain)
+        if settings.kind == "dns":
+            assert service.url is not None  # config validation guarantees it
+            resolver = DnsInstances(
+                service.url, settings.dns.nameserver, settings.dns.interval_seconds
+            )
+            self._runtime.jobs.append(("discovery", resolver))
+            return resolver
+        return StaticInstances(service.instance_urls())
+
+    def balanced(
+        self, m: DomainManifest[Any], source: InstanceSource, pool_size: int = 32
+    ) -> BalancedTransport:
+        settings = self._config.transport
+        return BalancedTransport(
+            m.name,
+            source,
+            lambda url: PooledHttpTransport(
+                url,
+                connect_timeout=settings.connect_timeout_seconds,
+                read_timeout=settings.read_timeout_seconds,
+                pool_size=pool_size,
+            ),
+            policy=self._config.discovery.balancing,
+            ejection_seconds=self._config.discovery.ejection_seconds,
+            is_failure=failure_detector(m),
+        )
+
+
 def _service_transport(
-    m: DomainManifest[Any], config: Config, child: ServiceRuntime | None
+    m: DomainManifest[Any],
+    config: Config,
+    child: ServiceRuntime | None,
+    discovery: Discovery,
 ) -> Transport:
     """How calls reach the extracted domain: its own app in this process (``wire``), or its
-    server over a keep-alive socket, with any configured faults in front."""
+    instances' servers over keep-alive sockets, spread by the balancer; with any configured
+    faults in front."""
     service = config.services[m.name]
     inner: Transport
     if child is not None:
         inner = WireTransport(child.app, m.name)
     else:
-        assert service.url is not None  # config validation guarantees it
-        inner = PooledHttpTransport(
-            service.url,
-            connect_timeout=config.transport.connect_timeout_seconds,
-            read_timeout=config.transport.read_timeout_seconds,
-        )
+        inner = discovery.balanced(m, discovery.source(m.name))
     if service.faults:
         inner = FaultInjectingTransport(
             inner, service.faults, read_timeout=config.transport.read_timeout_seconds
@@ -274,6 +328,7 @@ def _pull_feed(
     config: Config,
     runtime: Runtime,
     child: ServiceRuntime | None,
+    discovery: Discovery,
     engine: Engine,
     bus: InlineEventBus,
     credentials: ServiceCredentials,
@@ -283,18 +338,12 @@ def _pull_feed(
 
     # Its own connection, with no breaker: background polling of a dead service must not hold
     # the request path's breaker open or steal its half-open trial.
-    service = config.services[m.name]
     transport: Transport
     if child is not None:
         transport = WireTransport(child.app, m.name)
     else:
-        assert service.url is not None
-        transport = PooledHttpTransport(
-            service.url,
-            connect_timeout=config.transport.connect_timeout_seconds,
-            read_timeout=config.transport.read_timeout_seconds,
-            pool_size=1,
-        )
+        # Any instance serves the feed: they share the service's database and its outbox.
+        transport = discovery.balanced(m, discovery.source(m.name), pool_size=1)
     puller = FeedPuller(
         m.name,
         transport,
@@ -443,6 +492,17 @@ def build_service(domain: str, config: Config) -> ServiceRuntime:
         from blog.feed import feed_blueprint
 
         app.register_blueprint(feed_blueprint(engine, outbox, config.server.workers > 1))
+    if config.discovery.kind == "registry":
+        registry = config.discovery.registry
+        registrar = Registrar(
+            EtcdGateway(registry.url),
+            registry.prefix,
+            domain,
+            advertised_url(config.services[domain].port),
+            instance=os.environ.get("BLOG_INSTANCE_NAME"),
+            ttl=registry.lease_seconds,
+        )
+        runtime.jobs.append(("registration", registrar))
     closer = getattr(service, "close", None)
     if closer is not None:
         runtime.closers.append(closer)
@@ -480,10 +540,11 @@ def connect(domain: str, config: Config, url: str | None = None) -> Any:
             config,
             services={
                 **config.services,
-                m.name: dataclasses.replace(settings, mode="http", url=url),
+                m.name: dataclasses.replace(settings, mode="http", url=url, urls=[]),
             },
+            discovery=dataclasses.replace(config.discovery, kind="static"),
         )
-    transport = _service_transport(m, config, None)
+    transport = _service_transport(m, config, None, Discovery(config, Runtime()))
     credentials = ServiceCredentials(config.transport.internal_token)
     return remote(m, _resilient(m, config, transport), credentials)
 

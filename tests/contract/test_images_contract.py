@@ -139,7 +139,7 @@ def test_images_stored_before_extraction_are_served_after(tmp_path):
         assert stored.url == f"/api/images/{stored.key}"
 
         # On the wire: reading is public (CDN-style, cacheable forever), writing is not.
-        base_url = extracted.images.transport.describe()["url"]
+        base_url = extracted.images.health()["instances"][0]["url"]
         served = requests.get(f"{base_url}/images/{stored.key}", timeout=5)
         assert served.status_code == 200
         assert served.headers["Content-Type"] == "image/jpeg"

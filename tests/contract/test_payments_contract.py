@@ -256,7 +256,7 @@ def _close(sock: socket.socket) -> None:
 def test_a_charge_retried_after_a_lost_response_charges_once(domains, user_id, tmp_path):
     config = make_config(tmp_path)
     assert config.transport.retries >= 1
-    proxy = LossyProxy(domains.payments.transport.describe()["url"])
+    proxy = LossyProxy(domains.payments.health()["instances"][0]["url"])
     client = connect("payments", config, proxy.url)
     try:
         email = _register(domains, user_id)

@@ -109,8 +109,9 @@ def test_a_commit_in_another_process_rings_the_outbox_doorbell(tmp_path):
     waiting, writing = OutboxEventBus(outbox, bell), OutboxEventBus(outbox, bell)
     sessions = make_session_factory(engine)
     woke: list[bool] = []
+    mark = waiting.watermark()
     waiter = threading.Thread(
-        target=lambda: woke.append(waiting.wait_for_commit(10, bell_interval=0.02))
+        target=lambda: woke.append(waiting.wait_for_commit(10, bell_interval=0.02, since=mark))
     )
     waiter.start()
     with transaction(sessions) as session:
