@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run serve init-db services test lint clean bench bench-matrix worker relay
+.PHONY: install run serve init-db services registry test lint clean bench bench-matrix worker relay
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,10 @@ serve: $(STAMP)
 init-db: $(STAMP)
 	$(BIN)/flask --app blog init-db
 
-## Start every extracted service config.yaml marks `mode: http` (gunicorn, 127.0.0.1:<its port>,
-## the same BLOG_CONFIG); Ctrl-C stops them all.
+## Start every extracted service config.yaml marks `mode: http` (127.0.0.1:<its port>, the same
+## BLOG_CONFIG); SCALE="images=3" runs three images instances. Ctrl-C stops them all.
 services: $(STAMP)
-	$(BIN)/flask --app blog services
+	$(BIN)/flask --app blog services $(foreach s,$(SCALE),--scale $(s))
 
 ## The whole suite: lint, format, module boundaries, types, tests.
 test: $(STAMP)
@@ -52,12 +52,17 @@ bench: $(STAMP)
 		--benchmark-columns=min,median,iqr,max,rounds $(BENCH_OPTS) && \
 	$(BIN)/python bench/latency.py compare
 
-## Every topology, the floors, CPU/memory per request and fault isolation, CPU-pinned:
-## reports/latency.md and reports/latency.png (about 5 minutes).
+## Every topology, F0 and the ladder, each hop, the post page, throughput per CPU (wrk), idle
+## cost, the lean baseline, CPU/memory per request and fault isolation, CPU-pinned (load on CPU 0,
+## servers on CPU 1): reports/latency.md, reports/latency.png, and a line of
+## reports/latency-history.json (about 8 minutes). MATRIX_OPTS='--label "what changed"' names the
+## run in the history; MATRIX_OPTS=--quick is a short smoke of every part (no history line).
+## Needs wrk: without it the matrix says how to install it, and installs it when run as root.
+MATRIX_OPTS ?=
 bench-matrix: $(STAMP)
 	@$(BIN)/python -c "import matplotlib" 2>/dev/null || \
 		$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python bench/matrix.py
+	$(BIN)/python bench/matrix.py $(MATRIX_OPTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check blog extracted tests bench lab
@@ -65,6 +70,18 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+
+## The service registry (etcd, discovery.kind: registry) on 127.0.0.1:2379, until Ctrl-C.
+ETCD_FLAGS = --name strangler-blog --data-dir instance/etcd \
+	--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+	--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+	--initial-cluster strangler-blog=http://127.0.0.1:2380
+registry:
+	@command -v etcd >/dev/null 2>&1 || { \
+		echo "etcd is not installed. Debian/Ubuntu: sudo apt-get install etcd-server;"; \
+		echo "macOS: brew install etcd; others: https://etcd.io/docs/latest/install/"; exit 1; }
+	@mkdir -p instance
+	etcd $(ETCD_FLAGS)
 
 ## The extracted email service: a RabbitMQ consumer (services.email.mode: extracted).
 worker: $(STAMP)

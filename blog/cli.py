@@ -9,15 +9,12 @@ from __future__ import annotations
 import functools
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 
 import click
 from flask import Flask, current_app
 from sqlalchemy import Engine, Table
-from sqlalchemy.exc import SQLAlchemyError
 
 from blog.config import DEFAULT_CONFIG_PATH, PROJECT_ROOT, Config, ConfigError
 from blog.db import make_engine
@@ -33,13 +30,11 @@ from blog.migrate import (
     set_feed_position,
     set_service_mode,
 )
-from blog.serving import ServerProcess, monolith_process, service_process
+from blog.serving import monolith_process, service_process
+from blog.supervisor import Supervisor, interactive_stdin, parse_scale, plan_instances
 from blog.web.context import config as current_config
 from blog.web.context import domains
 from blog.wiring import Monolith
-
-SHUTDOWN_GRACE_SECONDS = 15.0
-"""gunicorn's graceful_timeout (10 s) plus slack; after that a service is killed."""
 
 DOMAIN_ARGUMENT = click.Choice(NAMES)
 
@@ -84,9 +79,19 @@ def register(app: Flask) -> None:
         _move(domain, to_service=False)
 
     @app.cli.command("services")
-    def services() -> None:
-        """Run every service the config marks `mode: http` under gunicorn, until Ctrl-C."""
-        code = run_services(current_config())
+    @click.option(
+        "--scale",
+        "scale",
+        multiple=True,
+        metavar="DOMAIN=N",
+        help="Run N instances of DOMAIN on consecutive ports (repeatable): images=3",
+    )
+    def services(scale: tuple[str, ...]) -> None:
+        """Run every service the config marks `mode: http`, until Ctrl-C; type `status`,
+        `stop <name>`, `kill <name>` or `start <name>` to play with one instance."""
+        cfg = current_config()
+        wanted = [d for d in HTTP_SERVICES if cfg.mode(d) == "http"]
+        code = run_services(cfg, parse_scale(scale, wanted))
         if code:
             click.get_current_context().exit(code)
 
@@ -252,9 +257,10 @@ def _print_report(domain: str, report: MoveReport) -> None:
 # --------------------------------------------------------------------------- services
 
 
-def run_services(cfg: Config) -> int:
-    """Start, under gunicorn, every service ``cfg`` marks ``http``; stop them all on SIGINT or
-    SIGTERM. Returns the exit status: 0 after a requested stop, 1 when a service died."""
+def run_services(cfg: Config, scale: Mapping[str, int] | None = None) -> int:
+    """Start every instance of every service ``cfg`` marks ``http`` under the configured server
+    (``scale``: instances per domain); supervise them until Ctrl-C or SIGTERM. Returns the exit
+    status: 0 after a requested stop, 1 when nothing could run."""
     wanted = [domain for domain in HTTP_SERVICES if cfg.mode(domain) == "http"]
     if not wanted:
         click.echo(
@@ -262,26 +268,40 @@ def run_services(cfg: Config) -> int:
             "Extract one first: flask --app blog extract <domain>"
         )
         return 0
-    ports: dict[str, int] = {}
+    try:
+        instances = plan_instances(cfg, wanted, scale or {})
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     for domain in wanted:
-        port = cfg.services[domain].port
-        if port is None:
-            raise click.ClickException(f"services.{domain}.port: needed to start the service")
         if not (PROJECT_ROOT / "extracted" / domain / "wsgi.py").is_file():
             raise click.ClickException(f"extracted/{domain}/wsgi.py is missing: no service yet")
-        ports[domain] = port
+    scaled = sorted({i.domain for i in instances if i.name != i.domain})
+    if scaled and cfg.discovery.kind == "static":
+        click.echo(
+            f"{', '.join(scaled)}: several instances, and discovery.kind is static: the monolith "
+            "calls only the URLs config.yaml lists (services.<domain>.urls). With "
+            "discovery.kind: registry (make registry) every instance registers itself."
+        )
     config_path = _config_file(cfg)
-    return _Supervisor(
+    return Supervisor(
         {
-            domain: functools.partial(service_process, domain, port=port, config_path=config_path)
-            for domain, port in ports.items()
-        }
+            i.name: functools.partial(
+                service_process,
+                i.domain,
+                name=i.name,
+                port=i.port,
+                config_path=config_path,
+                env={"BLOG_INSTANCE_URL": i.url, "BLOG_INSTANCE_NAME": i.name},
+            )
+            for i in instances
+        },
+        commands=interactive_stdin(),
     ).run()
 
 
 def run_monolith(cfg: Config, port: int) -> int:
     """Serve the monolith under the configured server (``server.name``), until Ctrl-C."""
-    return _Supervisor(
+    return Supervisor(
         {"monolith": functools.partial(monolith_process, port=port, config_path=_config_file(cfg))}
     ).run()
 
@@ -290,82 +310,3 @@ def _config_file(cfg: Config) -> Path | None:
     """Every server reads the very file this process read (none: config.yaml's defaults)."""
     source = Path(cfg.source)
     return source if source.is_file() else None
-
-
-class _Supervisor:
-    """Runs servers as child processes and relays their output, one prefix per server.
-
-    The children stay in this process's group: a Ctrl-C in the terminal reaches them too, and
-    whoever kills the group kills them all. SIGTERM from elsewhere is passed on to each of them.
-    """
-
-    def __init__(self, servers: Mapping[str, Callable[..., ServerProcess]]) -> None:
-        self._width = max(len(name) for name in servers)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._servers = {
-            name: make(
-                output=functools.partial(self._say, name),
-                own_group=False,
-                stop_signal=signal.SIGTERM,  # every server's graceful stop
-            )
-            for name, make in servers.items()
-        }
-
-    def _say(self, name: str, line: str) -> None:
-        with self._lock:
-            click.echo(f"{name:<{self._width}} | {line}")
-
-    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
-        self._stop.set()
-
-    def run(self) -> int:
-        # Handlers first: a signal that arrives while the children start must not kill this
-        # process and leave them running without anyone to stop them.
-        watched = (signal.SIGINT, signal.SIGTERM)
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in watched}
-        status = 0
-        started: dict[str, ServerProcess] = {}
-        try:
-            for name, server in self._servers.items():
-                if self._stop.is_set():
-                    break
-                try:
-                    server.spawn()
-                except (ConfigError, SQLAlchemyError, OSError) as exc:
-                    # Its tables could not be prepared, or it could not be run: nothing started.
-                    self._say(name, f"cannot start: {exc}; stopping the others")
-                    status = 1
-                    break
-                started[name] = server
-                self._say(name, f"starting on {server.url} (pid {server.pid})")
-            if status == 0 and not self._stop.is_set():
-                click.echo(f"{len(started)} server(s) starting; Ctrl-C stops them.")
-            waiting = dict(started)  # not healthy yet
-            while status == 0 and not self._stop.wait(0.2):
-                dead = [(n, s.returncode) for n, s in started.items() if not s.running]
-                if dead:
-                    for name, code in dead:
-                        self._say(name, f"exited with status {code}; stopping the others")
-                    status = 1
-                    break
-                for name, server in list(waiting.items()):
-                    if server.healthy(timeout=0.5):
-                        self._say(name, f"healthy: {server.url}{server.health_path}")
-                        del waiting[name]
-        finally:
-            self._stop_all(started.values())
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        click.echo("all services stopped" if "monolith" not in started else "stopped")
-        return status
-
-    def _stop_all(self, servers: Iterable[ServerProcess]) -> None:
-        """The graceful stop asked of every service at once, then waited for with one deadline;
-        whatever is still there after it is killed."""
-        servers = list(servers)
-        for server in servers:
-            server.terminate()
-        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
-        for server in servers:
-            server.stop(timeout=deadline - time.monotonic())

@@ -52,7 +52,7 @@ class ServerStartError(RuntimeError):
 
 
 def server_command(
-    server: ServerConfig, target: str, port: int, workers: int | None = None
+    server: ServerConfig, target: str, port: int, workers: int | None = None, host: str = HOST
 ) -> list[str]:
     """The command line that serves the WSGI ``target`` on ``port`` with ``server``.
 
@@ -69,7 +69,7 @@ def server_command(
             "--interface",
             "wsgi",
             "--host",
-            HOST,
+            host,
             "--port",
             str(port),
             "--workers",
@@ -86,7 +86,7 @@ def server_command(
         ]
     if server.name == "waitress":
         # One process; its threads serve in parallel (config refuses workers > 1 for it).
-        listen = f"--listen={HOST}:{port}"
+        listen = f"--listen={host}:{port}"
         return [sys.executable, "-m", "waitress", listen, f"--threads={server.threads}", target]
     return [
         sys.executable,
@@ -95,7 +95,7 @@ def server_command(
         "-c",
         str(GUNICORN_CONF),
         "-b",
-        f"{HOST}:{port}",
+        f"{host}:{port}",
         "--workers",
         str(processes),
         "--threads",
@@ -134,6 +134,7 @@ class ServerProcess:
         serve: str | Sequence[str],
         *,
         port: int | None = None,
+        host: str = HOST,
         name: str | None = None,
         config_path: str | os.PathLike[str] | None = None,
         workers: int | None = None,
@@ -153,6 +154,7 @@ class ServerProcess:
         ``stop_signal`` is what ``stop()`` sends first: SIGTERM is gunicorn's graceful stop
         (in-flight requests finish), SIGINT its quick one."""
         self.port = port if port is not None else free_port()
+        self.host = host
         self.name = name or (serve if isinstance(serve, str) else Path(serve[0]).name)
         self.config_path = Path(config_path).resolve() if config_path is not None else None
         self.output = output
@@ -164,7 +166,7 @@ class ServerProcess:
         if isinstance(serve, str):
             if server is None:
                 server = load_config(self.config_path).server
-            argv = server_command(server, serve, self.port, workers)
+            argv = server_command(server, serve, self.port, workers, host)
             if workers is not None:
                 self._extra_env[SERVER_WORKERS_ENV] = str(workers)  # the app's view agrees
         else:
@@ -188,7 +190,7 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -264,7 +266,7 @@ class ServerProcess:
 
     def healthy(self, timeout: float = 1.0) -> bool:
         """One ``GET`` of the health path on a fresh connection: did it answer 200?"""
-        connection = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             connection.request("GET", self.health_path)
             return connection.getresponse().status == 200

@@ -15,9 +15,11 @@ lab build freely and start only what they mean to.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
 import logging
+import multiprocessing.util
 import os
 import threading
 import time
@@ -85,6 +87,7 @@ class Runtime:
     closers: list[Callable[[], None]] = field(default_factory=list)
     engines: list[Engine] = field(default_factory=list)
     _started: bool = field(default=False, repr=False)
+    _closed: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def init_db(self) -> None:
@@ -114,6 +117,11 @@ class Runtime:
                 self._started = True
 
     def close(self) -> None:
+        """Stop the jobs, close the domains, release the databases; once (later calls return)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         for _kind, job in reversed(self.jobs):
             job.stop()
         for child in self.children:
@@ -553,6 +561,12 @@ def serve(app: Flask) -> Flask:
     """Start ``app`` for a server that imports it to serve it (a ``wsgi.py`` module): its
     tables, then its background work, in this process, which is the worker that serves. A
     server that forks imports it in each worker, after the fork."""
-    runtime_of(app).start()
+    runtime = runtime_of(app)
+    runtime.start()
+    # Stopped gracefully, the server's worker exits through the interpreter's shutdown: its
+    # runtime then deregisters from the registry and stops its relays and consumers in order.
+    # A worker that multiprocessing started (granian's) skips atexit, and runs its finalizers.
+    atexit.register(runtime.close)
+    multiprocessing.util.Finalize(None, runtime.close, exitpriority=10)
     log.info("pid %d serving %s", os.getpid(), app.name)
     return app

@@ -115,6 +115,9 @@ class EtcdGateway:
     def delete(self, key: str) -> None:
         self._post("kv/deleterange", {"key": _b64(key)})
 
+    def delete_prefix(self, prefix: str) -> None:
+        self._post("kv/deleterange", {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))})
+
     def range_prefix(self, prefix: str) -> tuple[int, list[KeyValue]]:
         """Every key under ``prefix`` and the store's revision when it was read (a watch from
         the next revision misses nothing)."""

@@ -81,6 +81,9 @@ class TransportError(Exception):
     could be tried elsewhere without doing anything twice."""
 
     sent: bool = True
+    service_failed: bool = True
+    """False when the failure says nothing of the service's health (no instance is known):
+    neither counted by the breaker nor retried at once."""
 
 
 class ConnectFailed(TransportError):

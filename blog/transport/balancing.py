@@ -37,7 +37,9 @@ Policy = Literal["round_robin", "least_outstanding"]
 
 
 class NoInstance(ConnectFailed):
-    """Discovery lists no instance of the domain."""
+    """Discovery lists no instance of the domain: not a failure of any instance."""
+
+    service_failed = False
 
 
 @dataclass

@@ -142,6 +142,9 @@ class ResilientTransport:
             try:
                 response = self.inner.send(request)
             except TransportError as exc:
+                if not exc.service_failed:
+                    self.breaker.abandoned(trial)
+                    raise
                 self.breaker.failed(trial)
                 if not self._may_retry(request, attempt, exc.sent):
                     raise
