@@ -58,7 +58,9 @@ def test_an_error_fault_fails_its_route_only_and_health_shows_it(tmp_path, closi
 
 
 def test_a_latency_fault_shows_in_server_timing(tmp_path, closing):
-    app = gateway(tmp_path, "posts", {"kind": "latency", "route": "get_post_with_comments", "latency_ms": 60})
+    app = gateway(
+        tmp_path, "posts", {"kind": "latency", "route": "get_post_with_comments", "latency_ms": 60}
+    )
     closing(app)
     client = app.test_client()
     headers = AuthActions(client).signup()
