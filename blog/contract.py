@@ -32,11 +32,11 @@ from dataclasses import dataclass, field, is_dataclass
 from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlencode
 
+import falcon
 import msgspec
-from flask import Blueprint, Response, current_app, request
 
 from blog.errors import GENERIC_ERRORS, InvalidInput, invalid
-from blog.httpkit import read_json
+from blog.httpkit.falcon import read_json, send_json
 from blog.manifest import DomainManifest, all_errors
 from blog.transport import (
     REQUEST_ID_HEADER,
@@ -142,9 +142,6 @@ class Operation:
         self.has_body = any(p.where in ("body", "whole") for p in params)
         self.result_type: Any = hints.get("return", type(None))
         self.summary = inspect.getdoc(method) or ""
-        self.flask_rule = _PLACEHOLDER.sub(
-            lambda m: f"<path:{m.group(1)}>" if m.group(2) else f"<{m.group(1)}>", route.path
-        )
         self.path_template = _PLACEHOLDER.sub(lambda m: "{" + m.group(1) + "}", route.path)
         envelope = route.envelope
         if envelope is None and typing.get_origin(self.result_type) is list:
@@ -193,10 +190,10 @@ class Codec:
         raise NotImplementedError
 
     # service side
-    def decode_request(self, path_values: dict[str, str]) -> dict[str, Any]:
+    def decode_request(self, req: falcon.Request, path_values: dict[str, str]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def encode_response(self, result: Any) -> Response:
+    def encode_response(self, result: Any, resp: falcon.Response) -> None:
         raise NotImplementedError
 
     # the API document
@@ -242,7 +239,7 @@ class JsonCodec(Codec):
         decoded = self._decoder.decode(response.content)
         return decoded[self.op.envelope] if self.op.envelope is not None else decoded
 
-    def decode_request(self, path_values: dict[str, str]) -> dict[str, Any]:
+    def decode_request(self, req: falcon.Request, path_values: dict[str, str]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         data: dict[str, Any] | None = None
         for param in self.op.params:
@@ -250,15 +247,15 @@ class JsonCodec(Codec):
                 kwargs[param.name] = _from_text(param, path_values[param.name])
                 continue
             if param.where == "query":
-                raw: Any = request.args.get(param.wire_name)
+                raw: Any = req.get_param(param.wire_name)
                 present = raw not in (None, "")
                 value = _from_text(param, raw) if present else None
             elif param.where == "header":
-                raw = request.headers.get(param.wire_name)
+                raw = req.get_header(param.wire_name)
                 present, value = raw is not None, raw
             else:
                 if data is None:
-                    data = read_json(current_app.config["BLOG"].max_json_bytes)
+                    data = read_json(req)
                 if param.where == "whole":
                     present, value = True, self._whole_body(param, data)
                 else:
@@ -279,12 +276,13 @@ class JsonCodec(Codec):
         except msgspec.ValidationError as exc:
             raise invalid(param.name, f"not a valid {param.annotation.__name__}: {exc}") from None
 
-    def encode_response(self, result: Any) -> Response:
+    def encode_response(self, result: Any, resp: falcon.Response) -> None:
         if result is None and self.op.result_type is type(None):
-            return Response(b"", status=204)
+            resp.status = 204
+            return
         if self.op.envelope is not None:
             result = {self.op.envelope: result}
-        return Response(msgspec.json.encode(result), status=self.op.route.status, mimetype=JSON)
+        send_json(resp, msgspec.json.encode(result), self.op.route.status)
 
     def openapi(self, schema: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
         op = self.op
@@ -523,38 +521,37 @@ def remote(manifest: DomainManifest[T], transport: Transport, credentials: Servi
 # --------------------------------------------------------------------------- the service side
 
 
-def service_blueprint(manifest: DomainManifest[Any], service: Any) -> Blueprint:
-    """The extracted service's endpoints, one per route, calling ``service`` (the in-process
-    implementation). Public routes are marked for the credential check to let them through."""
-    bp = Blueprint(f"{manifest.name}_service", __name__)
+class _Resource:
+    """The responders of one path, one per verb (Falcon's ``on_get``, ``on_patch``...)."""
+
+    def __init__(self) -> None:
+        self.public_methods: set[str] = set()
+
+
+def service_resources(manifest: DomainManifest[Any], service: Any) -> dict[str, Any]:
+    """The extracted service's endpoints, one responder per route, by path template; each calls
+    ``service`` (the in-process implementation) with the arguments its codec read."""
+    resources: dict[str, _Resource] = {}
     for op in operations(manifest):
-        view = _view(op, getattr(service, op.route.method))
-        if op.route.public:
-            view.blog_public = True  # type: ignore[attr-defined]
-        bp.add_url_rule(
-            op.flask_rule, endpoint=op.route.method, view_func=view, methods=[op.route.verb]
+        resource = resources.setdefault(op.route.path, _Resource())
+        setattr(
+            resource,
+            f"on_{op.route.verb.lower()}",
+            _responder(op, getattr(service, op.route.method)),
         )
-    return bp
+        if op.route.public:
+            resource.public_methods.add(op.route.verb)
+    return dict(resources)
 
 
-def _view(op: Operation, method: Callable[..., Any]) -> Callable[..., Response]:
+def _responder(op: Operation, method: Callable[..., Any]) -> Callable[..., None]:
     codec = op.codec
 
-    def view(**path_values: str) -> Response:
-        return codec.encode_response(method(**codec.decode_request(path_values)))
+    def responder(req: falcon.Request, resp: falcon.Response, **path_values: str) -> None:
+        codec.encode_response(method(**codec.decode_request(req, path_values)), resp)
 
-    view.__name__ = op.route.method
-    return view
-
-
-def is_public(view: Callable[..., Any] | None) -> bool:
-    return bool(getattr(view, "blog_public", False))
-
-
-def public(view: Callable[..., T]) -> Callable[..., T]:
-    """Mark an endpoint callable without the service credential (health, public reads)."""
-    view.blog_public = True  # type: ignore[attr-defined]
-    return view
+    responder.__name__ = op.route.method
+    return responder
 
 
 # --------------------------------------------------------------------------- the API document

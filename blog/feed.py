@@ -17,13 +17,14 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlencode
 
+import falcon
 import msgspec
-from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import Column, Engine, Executable, Integer, MetaData, String, Table, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from blog.errors import InvalidInput
 from blog.events import Event, OutboxEventBus, read_outbox
+from blog.httpkit.falcon import send_json
 from blog.transport import Transport, TransportError, WireRequest
 from blog.transport.credentials import ServiceCredentials
 
@@ -48,38 +49,41 @@ cursors = Table(
 # --------------------------------------------------------------------------- service side
 
 
-def feed_blueprint(engine: Engine, bus: OutboxEventBus, other_writers: bool = True) -> Blueprint:
-    """``other_writers``: whether other processes (the server's other workers) commit to this
-    outbox too; if not, a parked poll needs no doorbell to learn of a commit."""
-    bp = Blueprint("event_feed", __name__)
-    bell_interval = BELL_INTERVAL_SECONDS if other_writers else None
+class FeedResource:
+    """``GET /events?after=<position>&limit=&wait=``: the outbox after a position, long-polled.
 
-    @bp.get("/events")
-    def events() -> Response:
+    ``other_writers``: whether other processes (the server's other workers) commit to this
+    outbox too; if not, a parked poll needs no doorbell to learn of a commit.
+    """
+
+    def __init__(self, engine: Engine, bus: OutboxEventBus, other_writers: bool = True) -> None:
+        self._engine = engine
+        self._bus = bus
+        self._bell_interval = BELL_INTERVAL_SECONDS if other_writers else None
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
-            after = int(request.args.get("after", "0"))
-            limit = min(max(int(request.args.get("limit", "100")), 1), MAX_BATCH)
-            wait = min(max(float(request.args.get("wait", "0")), 0.0), MAX_WAIT_SECONDS)
+            after = int(req.get_param("after") or "0")
+            limit = min(max(int(req.get_param("limit") or "100"), 1), MAX_BATCH)
+            wait = min(max(float(req.get_param("wait") or "0"), 0.0), MAX_WAIT_SECONDS)
         except ValueError:
             raise InvalidInput("after and limit must be integers, wait a number") from None
+        bus, table = self._bus, self._bus.table
         deadline = time.monotonic() + wait
         mark = bus.watermark()
-        batch = read_outbox(engine, bus.table, after, limit)
+        batch = read_outbox(self._engine, table, after, limit)
         # Parked until a commit, in this worker or another (the outbox's doorbell): the table
         # is read again only when something was written, not on a timer.
         while not batch and bus.wait_for_commit(
-            max(deadline - time.monotonic(), 0), bell_interval=bell_interval, since=mark
+            max(deadline - time.monotonic(), 0), bell_interval=self._bell_interval, since=mark
         ):
             mark = bus.watermark()
-            batch = read_outbox(engine, bus.table, after, limit)
-        return jsonify(
-            {
-                "events": [{"position": pos, "event": ev.to_dict()} for pos, ev in batch],
-                "last_position": batch[-1][0] if batch else after,
-            }
-        )
-
-    return bp
+            batch = read_outbox(self._engine, table, after, limit)
+        body = {
+            "events": [{"position": pos, "event": ev.to_dict()} for pos, ev in batch],
+            "last_position": batch[-1][0] if batch else after,
+        }
+        send_json(resp, msgspec.json.encode(body))
 
 
 # --------------------------------------------------------------------------- monolith side

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask
 from sqlalchemy import Engine, MetaData
 from sqlalchemy.orm import Session
 
@@ -35,11 +35,7 @@ from blog.auth import AuthService
 from blog.config import Config
 from blog.contract import (
     failure_detector,
-    is_public,
-    openapi_document,
-    public,
     remote,
-    service_blueprint,
 )
 from blog.db import create_tables, make_engine, make_session_factory
 from blog.discovery import InstanceSource, StaticInstances
@@ -49,11 +45,12 @@ from blog.discovery.registry import Registrar, RegistryDirectory, advertised_url
 from blog.domains import MANIFESTS, manifest
 from blog.email import EmailService
 from blog.events import Event, EventPublisher, InlineEventBus, OutboxEventBus, doorbell
-from blog.httpkit import configure_logging, install
+from blog.httpkit import configure_logging
 from blog.images import ImagesService
 from blog.manifest import BuildContext, DomainManifest
 from blog.payments import PaymentsService
 from blog.posts import PostsService
+from blog.serviceapp import build_app
 from blog.timing import TimedDomain
 from blog.transport import Transport
 from blog.transport.balancing import BalancedTransport
@@ -448,45 +445,16 @@ def build_service(domain: str, config: Config) -> ServiceRuntime:
     )
     publisher: EventPublisher = outbox if outbox is not None else UndeclaredEvents(domain)
     service = m.build(BuildContext(config, make_session_factory(engine), publisher))
-    credentials = ServiceCredentials(config.transport.internal_token)
 
-    app = Flask(f"extracted.{domain}")
-    app.config.update(
-        BLOG=config,
-        SECRET_KEY=config.secret_key,
-        MAX_CONTENT_LENGTH=config.images.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
-    )
-    install(app)
     runtime = ServiceRuntime(
-        app=app, service=service, engine=engine, tables=[(engine, m.metadata())], engines=[engine]
+        service=service, engine=engine, tables=[(engine, m.metadata())], engines=[engine]
     )
+    feed: dict[str, Any] = {}
+    if outbox is not None and not rabbitmq:
+        from blog.feed import FeedResource
 
-    @app.before_request
-    def _serve() -> None:
-        runtime.start()  # at once after the first time
-        view = app.view_functions.get(request.endpoint or "")
-        if view is not None and not is_public(view):
-            credentials.verify(request.headers.get("Authorization"), audience=domain)
-
-    @app.get("/ping")
-    @public
-    def ping() -> tuple[str, int, dict[str, str]]:
-        """A trivial endpoint: the latency lab's floor for one round trip on this stack."""
-        return "pong", 200, {"Content-Type": "text/plain"}
-
-    @app.get("/health")
-    @public
-    def health() -> Response:
-        return jsonify({"service": domain, **service.health()})
-
-    document = functools.cache(lambda: openapi_document(m))
-
-    @app.get("/openapi.json")
-    @public
-    def openapi() -> Response:
-        return jsonify(document())
-
-    app.register_blueprint(service_blueprint(m, service))
+        feed["/events"] = FeedResource(engine, outbox, config.server.workers > 1)
+    runtime.app = build_app(m, service, config, runtime.start, feed)
     if rabbitmq:
         _link_to_broker(
             config,
@@ -496,10 +464,6 @@ def build_service(domain: str, config: Config) -> ServiceRuntime:
             engine,
             inprocess_only=False,
         )
-    elif outbox is not None:
-        from blog.feed import feed_blueprint
-
-        app.register_blueprint(feed_blueprint(engine, outbox, config.server.workers > 1))
     if config.discovery.kind == "registry":
         registry = config.discovery.registry
         registrar = Registrar(
@@ -514,7 +478,7 @@ def build_service(domain: str, config: Config) -> ServiceRuntime:
     closer = getattr(service, "close", None)
     if closer is not None:
         runtime.closers.append(closer)
-    app.extensions["blog.runtime"] = runtime
+    runtime.app.extensions["blog.runtime"] = runtime
     return runtime
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import falcon
 import msgspec
 import urllib3
-from flask import Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from blog.contract import JSON, Codec, Operation
+from blog.httpkit.falcon import send_json
 from blog.images import (
     ImageBlob,
     ImageNotFound,
@@ -23,6 +23,8 @@ from blog.images import (
 from blog.transport import WireResponse
 
 FIELD = "image"
+MULTIPART_FRAMING = 64 * 1024
+"""Boundaries and part headers around an upload, on top of the image's own bytes."""
 CACHE_FOREVER = "public, max-age=31536000, immutable"
 """Keys are never reused, so a stored image may be cached forever (the tutorial's CDN)."""
 
@@ -44,26 +46,31 @@ class MultipartUploadCodec(Codec):
     def decode_response(self, response: WireResponse, values: dict[str, Any]) -> Any:
         return self._decoder.decode(response.content)
 
-    def decode_request(self, path_values: dict[str, str]) -> dict[str, Any]:
+    def decode_request(self, req: falcon.Request, path_values: dict[str, str]) -> dict[str, Any]:
+        limit = req.context.config.images.max_upload_bytes
+        too_large = ImageTooLarge(
+            f"the image is larger than {limit} bytes", details={"max_bytes": limit}
+        )
+        missing = InvalidImage(
+            f"send the image as multipart/form-data in the field '{FIELD}'",
+            details={"field": FIELD},
+        )
+        if not (req.content_type or "").lower().startswith(falcon.MEDIA_MULTIPART):
+            raise missing
+        if req.content_length is not None and req.content_length > limit + MULTIPART_FRAMING:
+            # The same "too many bytes" the service's own check reports, said before reading.
+            raise too_large
         try:
-            image = request.files.get(FIELD)
-        except RequestEntityTooLarge:
-            # The request limit (max_upload_bytes plus the multipart framing) refused the body
-            # unread: the same "too many bytes" the service's own check reports, so it is said
-            # with the same error.
-            limit = current_app.config["BLOG"].images.max_upload_bytes
-            raise ImageTooLarge(
-                f"the image is larger than {limit} bytes", details={"max_bytes": limit}
-            ) from None
-        if image is None:
-            raise InvalidImage(
-                f"send the image as multipart/form-data in the field '{FIELD}'",
-                details={"field": FIELD},
-            )
-        return {"data": image.read(), "filename": image.filename}
+            for part in req.get_media():
+                if part.name == FIELD and part.filename is not None:
+                    data = part.stream.read(limit + 1)
+                    return {"data": data, "filename": part.filename}
+        except falcon.MediaMalformedError:
+            raise missing from None
+        raise missing
 
-    def encode_response(self, result: Any) -> Response:
-        return Response(msgspec.json.encode(result), status=self.op.route.status, mimetype=JSON)
+    def encode_response(self, result: Any, resp: falcon.Response) -> None:
+        send_json(resp, msgspec.json.encode(result), self.op.route.status)
 
     def openapi(self, schema: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
         form = {
@@ -99,13 +106,13 @@ class ImageBlobCodec(Codec):
         content_type = response.content_type or "application/octet-stream"
         return ImageBlob(key=values["key"], content_type=content_type, data=response.content)
 
-    def decode_request(self, path_values: dict[str, str]) -> dict[str, Any]:
+    def decode_request(self, req: falcon.Request, path_values: dict[str, str]) -> dict[str, Any]:
         return {"key": path_values["key"]}
 
-    def encode_response(self, result: Any) -> Response:
-        response = Response(result.data, mimetype=result.content_type)
-        response.headers["Cache-Control"] = CACHE_FOREVER
-        return response
+    def encode_response(self, result: Any, resp: falcon.Response) -> None:
+        resp.data = result.data
+        resp.content_type = result.content_type
+        resp.set_header("Cache-Control", CACHE_FOREVER)
 
     def openapi(self, schema: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
         binary = {"schema": {"type": "string", "contentMediaType": "image/jpeg"}}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from blog.httpkit import install
+from blog.httpkit.flask import install
 
 
 def register_web(app: Flask) -> None:

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 from flask import request
 
 from blog.errors import InvalidInput
-from blog.httpkit import read_json
+from blog.httpkit.flask import read_json
 from blog.web.context import config
 
 T = TypeVar("T")

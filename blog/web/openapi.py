@@ -5,8 +5,8 @@ header parameters, the errors its domains raise) with :func:`documented`; everyt
 and the edge already know is read from them instead of being declared twice: the paths and
 methods come from ``app.url_map``, path parameters from the rule's converters (and with them the
 router's own 404 for a value a converter refuses), the bearer token from ``login_required``, the
-400/413/415 of a JSON body from :func:`blog.httpkit.read_json`. A route without a declaration is
-left out of the document, and a unit test refuses it (:func:`undocumented`).
+400/413/415 of a JSON body from :func:`blog.httpkit.flask.read_json`. A route without a
+declaration is left out of the document, and a unit test refuses it (:func:`undocumented`).
 """
 
 from __future__ import annotations
