@@ -104,6 +104,24 @@ def server_command(
     ]
 
 
+def _descendants(root: int) -> list[int]:
+    """Every process below ``root`` (Linux's /proc), children before grandchildren."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        found.extend(frontier)
+    return found
+
+
 def service_target(domain: str) -> str:
     """The WSGI target of ``domain``'s extracted service."""
     return f"extracted.{domain}.wsgi:app"
@@ -332,9 +350,13 @@ class ServerProcess:
         with contextlib.suppress(ProcessLookupError):
             if self.own_group:
                 os.killpg(self.process.pid, signum)
+            elif signum == signal.SIGKILL:
+                # A crash takes the workers too: granian's would outlive their main process.
+                for pid in [*_descendants(self.process.pid), self.process.pid]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signum)
             else:
-                # Its workers notice their master is gone and exit by themselves.
-                self.process.send_signal(signum)
+                self.process.send_signal(signum)  # the main process stops its own workers
 
     def _join_relay(self) -> None:
         if self._relay is not None:

@@ -154,3 +154,96 @@ def test_without_http_services_there_is_nothing_to_start(tmp_path: Path) -> None
         app.extensions["blog.runtime"].close()
     assert result.exit_code == 0
     assert "No service is in http mode" in result.output
+
+
+def test_a_scaled_service_keeps_serving_while_one_instance_is_down(tmp_path: Path) -> None:
+    """``--scale posts=3``: three instances on consecutive ports; one killed (by a stdin command,
+    then by a crash from outside) leaves the others serving, and ``start`` brings it back."""
+    base = free_port()
+    while any(_taken(port) for port in range(base, base + 3)):
+        base = free_port()
+    config_path = write_config(tmp_path, {"posts": base})
+    log_path = tmp_path / "runner.log"
+    with log_path.open("wb") as log:
+        runner = subprocess.Popen(
+            [str(FLASK), "--app", "blog", "services", "--scale", "posts=3"],
+            cwd=ROOT,
+            env={**os.environ, "BLOG_CONFIG": str(config_path)},
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    assert runner.stdin is not None
+    ports = [base, base + 1, base + 2]
+
+    def healthy(expected: list[int]) -> None:
+        up = []
+        for port in ports:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
+                    up.append(port)
+        assert up == expected, log_path.read_text()
+
+    def said(text: str) -> None:
+        assert text in log_path.read_text(), log_path.read_text()
+
+    try:
+        eventually(lambda: healthy(ports), timeout=60, interval=0.1)
+        runner.stdin.write(b"kill posts-2\n")
+        runner.stdin.flush()
+        eventually(lambda: said("posts-2 | killed"))
+        eventually(lambda: healthy([ports[0], ports[2]]))
+        runner.stdin.write(b"start posts-2\n")
+        runner.stdin.flush()
+        eventually(lambda: healthy(ports), timeout=30)
+
+        crashed = next(pid for pid in descendants(runner.pid) if _listens(pid, ports[2]))
+        for pid in [*descendants(crashed), crashed]:  # the instance crashes, workers and all
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        eventually(lambda: said("posts-3 | exited with status"), timeout=15)
+        said("still running")
+        healthy_now = [ports[0], ports[1]]
+        eventually(lambda: healthy(healthy_now))
+        assert runner.poll() is None  # the supervisor carries on with the others
+
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=30) == 0, log_path.read_text()
+        said("all services stopped")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait(timeout=10)
+        runner.stdin.close()
+
+
+def test_instances_that_would_share_a_port_are_refused(tmp_path: Path) -> None:
+    port = free_port()
+    config_path = write_config(tmp_path, {"posts": port, "payments": port + 1})
+    result = subprocess.run(
+        [str(FLASK), "--app", "blog", "services", "--scale", "posts=2"],
+        cwd=ROOT,
+        env={**os.environ, "BLOG_CONFIG": str(config_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "payments and posts-2 would both listen on port" in result.stderr + result.stdout
+
+
+def _taken(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether ``pid`` is the server process that bound ``port`` (its command line says so)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return str(port).encode() in command and b"granian" in b" ".join(command)
