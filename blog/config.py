@@ -172,7 +172,9 @@ class TransportConfig:
     connect_timeout_seconds: float = 0.5
     read_timeout_seconds: float = 5.0
     retries: int = 2
-    breaker_fail_max: int = 5
+    breaker_failure_rate: float = 0.5
+    breaker_window_seconds: float = 10.0
+    breaker_minimum_calls: int = 10
     breaker_reset_timeout_seconds: float = 30.0
     internal_token: str = field(
         default=DEV_INTERNAL_TOKEN, repr=False, metadata={"env": "BLOG_INTERNAL_TOKEN"}
@@ -463,6 +465,13 @@ def _check_semantics(config: Config) -> None:
     ):
         if value <= 0:
             raise ConfigError(f"{key}: must be a positive number, got {value}")
+    settings = config.transport
+    if not 0 < settings.breaker_failure_rate <= 1:
+        raise ConfigError("transport.breaker_failure_rate: a share of calls, above 0 up to 1")
+    if settings.breaker_minimum_calls < 1 or settings.breaker_window_seconds <= 0:
+        raise ConfigError(
+            "transport.breaker_minimum_calls and breaker_window_seconds: must be positive"
+        )
     if not 1 <= config.server.workers <= 64 or not 1 <= config.server.threads <= 256:
         raise ConfigError("server.workers: 1 to 64, server.threads: 1 to 256")
     if config.server.name == "waitress" and config.server.workers != 1:

@@ -372,18 +372,27 @@ def error_of(response: WireResponse) -> tuple[str | None, str, dict[str, Any] | 
 _GENERIC_BY_STATUS = {cls.status: cls for cls in GENERIC_ERRORS}
 
 
+UNAVAILABLE_STATUSES = (502, 503, 504)
+
+
 def failure_detector(manifest: DomainManifest[Any]) -> Callable[[WireResponse], bool]:
-    """Which answers mean the *service* failed (the breaker counts them, a safe call is retried):
-    a 5xx that is not one of the domain's own errors, and a refused service credential."""
+    """Which answers mean the *service* is failing (the breaker counts them, a safe call is
+    retried): a 502/503/504 that is not one of the domain's own errors, any 5xx that is not even
+    our JSON (a proxy's page, a crash), and a refused service credential.
+
+    Not a 4xx (the caller's mistake), and not the service's own ``500 internal_error``: the
+    service answered, and the same request would meet the same bug again; counting it would let
+    one caller who found a bug switch the domain off for everyone.
+    """
     codes = set(all_errors(manifest))
 
     def is_failure(response: WireResponse) -> bool:
-        if response.status < 400:
-            return False
+        if response.status < 500:
+            return response.status == 401 and error_of(response)[0] == SERVICE_UNAUTHORIZED
         code = error_of(response)[0]
-        if code == SERVICE_UNAUTHORIZED:
+        if code is None:
             return True
-        return response.status >= 500 and code not in codes
+        return response.status in UNAVAILABLE_STATUSES and code not in codes
 
     return is_failure
 

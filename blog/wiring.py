@@ -321,7 +321,11 @@ def _service_transport(
 def _resilient(m: DomainManifest[Any], config: Config, inner: Transport) -> ResilientTransport:
     settings = config.transport
     breaker = CircuitBreaker(
-        m.name, settings.breaker_fail_max, settings.breaker_reset_timeout_seconds
+        m.name,
+        settings.breaker_reset_timeout_seconds,
+        failure_rate=settings.breaker_failure_rate,
+        window_seconds=settings.breaker_window_seconds,
+        minimum_calls=settings.breaker_minimum_calls,
     )
     return ResilientTransport(
         inner, breaker, retries=settings.retries, is_failure=failure_detector(m)

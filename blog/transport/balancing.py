@@ -139,7 +139,7 @@ class BalancedTransport:
             instance = _Instance(
                 url,
                 self._connect(url),
-                CircuitBreaker(f"{self._domain}@{url}", fail_max=1, reset_timeout=self._ejection),
+                CircuitBreaker(f"{self._domain}@{url}", self._ejection, fail_max=1),
             )
             self._instances[url] = instance
         return instance

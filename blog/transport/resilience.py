@@ -13,6 +13,7 @@ that certainly never left (no connection) may always be tried again.
 
 from __future__ import annotations
 
+import collections
 import random
 import threading
 import time
@@ -32,8 +33,16 @@ BreakerState = Literal["closed", "open", "half-open"]
 
 
 class CircuitBreaker:
-    """Opens after ``fail_max`` failures in a row; after ``reset_timeout`` seconds lets one trial
+    """Opens when the service looks unhealthy; after ``reset_timeout`` seconds lets one trial
     call through (half-open): its success closes the breaker, its failure opens it again.
+
+    Unhealthy, by one of two rules:
+
+    - ``failure_rate`` (the service's breaker, as resilience4j counts): at least that share of
+      the calls that ended in the last ``window_seconds`` failed, over at least
+      ``minimum_calls`` calls. One request's bad luck, or one unlucky minute at low traffic,
+      does not switch a domain off for everyone;
+    - ``fail_max`` (an instance's ejection): that many failures in a row.
 
     Use it as ``admit()`` before the call, then exactly one of ``succeeded()``, ``failed()`` or
     ``abandoned()`` after it.
@@ -42,17 +51,27 @@ class CircuitBreaker:
     def __init__(
         self,
         name: str,
-        fail_max: int,
         reset_timeout: float,
+        *,
+        fail_max: int | None = None,
+        failure_rate: float | None = None,
+        window_seconds: float = 10.0,
+        minimum_calls: int = 10,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if (fail_max is None) == (failure_rate is None):
+            raise ValueError("a breaker opens on fail_max or on failure_rate, one of them")
         self.name = name
         self.fail_max = fail_max
+        self.failure_rate = failure_rate
+        self.window_seconds = window_seconds
+        self.minimum_calls = minimum_calls
         self.reset_timeout = reset_timeout
         self._clock = clock
         self._lock = threading.Lock()
         self._state: BreakerState = "closed"
         self._failures = 0
+        self._window: collections.deque[tuple[float, bool]] = collections.deque()
         self._opened_at = 0.0
         self._trial_running = False
 
@@ -67,6 +86,12 @@ class CircuitBreaker:
     def consecutive_failures(self) -> int:
         return self._failures
 
+    def window(self) -> tuple[int, int]:
+        """``(calls, failures)`` in the current window (for ``/api/health``)."""
+        with self._lock:
+            self._trim(self._clock())
+            return len(self._window), sum(failed for _, failed in self._window)
+
     def admit(self) -> bool:
         """Raise ``CircuitOpen`` unless a call may go now; True when that call is the trial."""
         with self._lock:
@@ -74,7 +99,7 @@ class CircuitBreaker:
                 return False
             if self._state == "open":
                 if self._clock() - self._opened_at < self.reset_timeout:
-                    raise CircuitOpen(f"circuit open: failing fast after {self._failures} failures")
+                    raise CircuitOpen(f"circuit open: failing fast ({self._why()})")
                 self._state = "half-open"
             if self._trial_running:
                 raise CircuitOpen("circuit half-open: one trial call is already under way")
@@ -85,6 +110,8 @@ class CircuitBreaker:
         with self._lock:
             if trial:
                 self._trial_running = False
+                self._window.clear()  # a fresh start: the failures that opened it are history
+            self._record(False)
             self._state = "closed"
             self._failures = 0
 
@@ -93,7 +120,8 @@ class CircuitBreaker:
             if trial:
                 self._trial_running = False
             self._failures += 1
-            if trial or self._state == "half-open" or self._failures >= self.fail_max:
+            self._record(True)
+            if trial or self._state == "half-open" or self._unhealthy():
                 self._state = "open"
                 self._opened_at = self._clock()
 
@@ -102,6 +130,32 @@ class CircuitBreaker:
         if trial:
             with self._lock:
                 self._trial_running = False
+
+    def _record(self, failed: bool) -> None:
+        if self.failure_rate is None:
+            return
+        now = self._clock()
+        self._window.append((now, failed))
+        self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        while self._window and self._window[0][0] < now - self.window_seconds:
+            self._window.popleft()
+
+    def _unhealthy(self) -> bool:
+        if self.fail_max is not None:
+            return self._failures >= self.fail_max
+        assert self.failure_rate is not None
+        calls = len(self._window)
+        failures = sum(failed for _, failed in self._window)
+        return calls >= self.minimum_calls and failures >= self.failure_rate * calls
+
+    def _why(self) -> str:
+        if self.fail_max is not None:
+            return f"{self._failures} failures in a row"
+        calls = len(self._window)
+        failures = sum(failed for _, failed in self._window)
+        return f"{failures} of the last {calls} calls failed"
 
 
 def server_error(response: WireResponse) -> bool:
@@ -167,10 +221,12 @@ class ResilientTransport:
         return attempt < self._retries and (request.safe or not sent)
 
     def describe(self) -> dict[str, Any]:
+        calls, failures = self.breaker.window()
         return {
             **self.inner.describe(),
             "breaker": self.breaker.state,
             "consecutive_failures": self.breaker.consecutive_failures,
+            "window": {"calls": calls, "failures": failures},
         }
 
     def close(self) -> None:

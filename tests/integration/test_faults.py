@@ -27,7 +27,8 @@ FAST_BREAKER = {
     "connect_timeout_seconds": 0.5,
     "read_timeout_seconds": 1.0,
     "retries": 0,
-    "breaker_fail_max": 3,
+    "breaker_failure_rate": 0.5,
+    "breaker_minimum_calls": 3,
     "breaker_reset_timeout_seconds": 0.5,
 }
 
@@ -132,7 +133,7 @@ def test_breaker_opens_fails_fast_without_network_and_recovers(gateway_with_imag
     assert _upload(client, headers).status_code == 201
 
     images_service.kill()
-    for _ in range(FAST_BREAKER["breaker_fail_max"]):
+    for _ in range(FAST_BREAKER["breaker_minimum_calls"]):
         assert _upload(client, headers).status_code == 503
     assert breaker.state == "open"
 
@@ -289,7 +290,7 @@ def test_only_safe_calls_are_retried():
     try:
         transport = ResilientTransport(
             PooledHttpTransport(dropping.url, connect_timeout=1, read_timeout=1),
-            CircuitBreaker("probe", fail_max=100, reset_timeout=30),
+            CircuitBreaker("probe", 30, fail_max=100),
             retries=2,
         )
         with pytest.raises(ConnectionBroken):

@@ -265,3 +265,19 @@ def test_an_answer_that_is_not_the_promised_dto_is_an_unavailable_service():
     auth, _ = client("auth", json_response(200, {"unexpected": True}))
     with pytest.raises(AuthUnavailable, match=r"unreadable answer to auth\.get_user"):
         auth.get_user(7)
+
+
+def test_only_answers_that_say_the_service_is_failing_count_against_it():
+    """The breaker counts (and a safe call retries) what says the *service* cannot answer; one
+    request's 500, or any 4xx, is an answer, and must not let one caller switch a domain off."""
+    from blog.contract import failure_detector
+
+    failing = failure_detector(manifest("payments"))
+    assert failing(WireResponse(503, {}, b"<html>bad gateway</html>"))
+    assert failing(WireResponse(500, {}, b""))  # not even our JSON: a crash, a proxy
+    assert failing(json_response(503, {"error": {"code": "service_unavailable", "message": ""}}))
+    assert failing(json_response(401, {"error": {"code": "service_unauthorized", "message": ""}}))
+    assert not failing(json_response(500, {"error": {"code": "internal_error", "message": ""}}))
+    assert not failing(json_response(502, {"error": {"code": "payment_provider_error"}}))
+    assert not failing(json_response(404, {"error": {"code": "payment_not_found"}}))
+    assert not failing(json_response(400, {"error": {"code": "invalid_input"}}))

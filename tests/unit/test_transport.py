@@ -61,11 +61,10 @@ class Clock:
         return self.now
 
 
-def resilient(inner: ScriptedTransport, retries: int = 2, **breaker: float) -> ResilientTransport:
-    settings = {"fail_max": 3, "reset_timeout": 30.0, **breaker}
+def resilient(inner: ScriptedTransport, retries: int = 2, fail_max: int = 3) -> ResilientTransport:
     return ResilientTransport(
         inner,
-        CircuitBreaker("probe", int(settings["fail_max"]), settings["reset_timeout"]),
+        CircuitBreaker("probe", 30.0, fail_max=fail_max),
         retries=retries,
         sleep=lambda _seconds: None,
     )
@@ -75,7 +74,7 @@ def resilient(inner: ScriptedTransport, retries: int = 2, **breaker: float) -> R
 
 
 def test_breaker_opens_after_fail_max_failures_in_a_row_and_a_success_resets_the_count():
-    breaker = CircuitBreaker("probe", fail_max=3, reset_timeout=30)
+    breaker = CircuitBreaker("probe", 30, fail_max=3)
     for _ in range(2):
         breaker.failed(breaker.admit())
     breaker.succeeded(breaker.admit())
@@ -89,7 +88,7 @@ def test_breaker_opens_after_fail_max_failures_in_a_row_and_a_success_resets_the
 
 def test_breaker_lets_one_trial_through_after_the_reset_timeout():
     clock = Clock()
-    breaker = CircuitBreaker("probe", fail_max=1, reset_timeout=30, clock=clock)
+    breaker = CircuitBreaker("probe", 30, fail_max=1, clock=clock)
     breaker.failed(breaker.admit())
     clock.now += 29.9
     with pytest.raises(CircuitOpen):
@@ -108,9 +107,42 @@ def test_breaker_lets_one_trial_through_after_the_reset_timeout():
     assert breaker.admit() is False
 
 
+def test_the_service_breaker_opens_on_a_failure_rate_over_enough_calls():
+    clock = Clock()
+    breaker = CircuitBreaker(
+        "probe", 30, failure_rate=0.5, window_seconds=10, minimum_calls=10, clock=clock
+    )
+    for _ in range(9):  # all failing, but too few calls to judge the service by
+        breaker.failed(breaker.admit())
+    assert breaker.state == "closed"
+    breaker.succeeded(breaker.admit())  # 9 of 10 failed: the rate is over the threshold...
+    breaker.failed(breaker.admit())  # ...and the next failure opens it
+    assert breaker.state == "open"
+    assert breaker.window() == (11, 10)
+
+
+def test_a_failure_rate_under_the_threshold_keeps_it_closed_and_old_calls_leave_the_window():
+    clock = Clock()
+    breaker = CircuitBreaker(
+        "probe", 30, failure_rate=0.5, window_seconds=10, minimum_calls=4, clock=clock
+    )
+    for _ in range(10):
+        breaker.succeeded(breaker.admit())
+        breaker.succeeded(breaker.admit())
+        breaker.failed(breaker.admit())  # one call in three fails: under half
+    assert breaker.state == "closed"
+    clock.now += 11  # the window moves on
+    assert breaker.window() == (0, 0)
+    for _ in range(3):
+        breaker.failed(breaker.admit())
+    assert breaker.state == "closed"  # three calls are fewer than the minimum
+    breaker.failed(breaker.admit())
+    assert breaker.state == "open"
+
+
 def test_an_abandoned_trial_frees_the_half_open_slot():
     clock = Clock()
-    breaker = CircuitBreaker("probe", fail_max=1, reset_timeout=1, clock=clock)
+    breaker = CircuitBreaker("probe", 1, fail_max=1, clock=clock)
     breaker.failed(breaker.admit())
     clock.now += 2
     breaker.abandoned(breaker.admit())
@@ -174,7 +206,7 @@ def test_a_domain_answer_is_not_a_failure_even_as_a_5xx():
     inner = ScriptedTransport(bad_gateway)
     transport = ResilientTransport(
         inner,
-        CircuitBreaker("probe", 1, 30),
+        CircuitBreaker("probe", 30, fail_max=1),
         retries=2,
         is_failure=lambda response: b"payment_provider_error" not in response.content,
         sleep=lambda _s: None,
@@ -200,7 +232,7 @@ def test_backoff_grows_and_is_jittered():
     slept: list[float] = []
     inner = ScriptedTransport(ConnectionBroken("reset"))
     transport = ResilientTransport(
-        inner, CircuitBreaker("probe", 100, 30), retries=3, sleep=slept.append
+        inner, CircuitBreaker("probe", 30, fail_max=100), retries=3, sleep=slept.append
     )
     with pytest.raises(ConnectionBroken):
         transport.send(get())
