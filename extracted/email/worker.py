@@ -11,6 +11,7 @@ on ``services.email.port`` for ``GET /api/dev/inbox``.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -53,7 +54,8 @@ class EmailWorker:
                 name="email-inbox",
                 daemon=True,
             ).start()
-            log.info("inbox served at http://127.0.0.1:%s/inbox", self.inbox.server_port)
+            host, port = self.inbox.server_address[:2]
+            log.info("inbox served at http://%s:%s/inbox", host, port)
 
     def stop(self) -> None:
         if self.inbox is not None:
@@ -75,7 +77,9 @@ def main() -> int:
     # sigwait below sees the signals: no handler runs in the middle of pika's I/O.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
-        worker = EmailWorker(config)
+        # A container serves its inbox to the other containers (BLOG_INBOX_HOST=0.0.0.0); on a
+        # laptop it stays on loopback.
+        worker = EmailWorker(config, host=os.environ.get("BLOG_INBOX_HOST", "127.0.0.1"))
     except ConfigError as exc:
         log.error("cannot start: %s", exc)
         return 2
