@@ -1,30 +1,45 @@
-"""The latency matrix: every topology, the floors, the cost per request and fault isolation.
+"""The latency matrix: every topology, F0 and the ladder, each hop, the post page, throughput per
+CPU, the idle cost, the lean baseline, the cost per request and fault isolation; issue 9's targets
+judged with PASS/FAIL, and a line of history per run.
 
-    make bench-matrix            # or: .venv/bin/python bench/matrix.py [--quick]
+    make bench-matrix                     # or: .venv/bin/python bench/matrix.py [options]
+    bench/matrix.py --quick --out /tmp/m  # a short smoke of every part, written elsewhere
+    bench/matrix.py --label "pool on http.client"   # names this run in the history
 
-Writes ``reports/latency.md``, ``reports/latency.png`` and ``reports/latency.json`` (the numbers
-behind both). About five minutes on a 2-CPU machine; ``--quick`` is a short dry run of every part.
+Writes ``latency.md``, ``latency.png`` and ``latency.json`` (the numbers behind both) to
+``--out`` (``reports/``), and appends the run's headline numbers under ``--label`` to
+``--history`` (``reports/latency-history.json``; a full run only, unless ``--history`` is
+given). About eight minutes on a 2-CPU machine; ``--quick`` takes about two.
 
-Parts, in order:
+Parts, in order (``--skip`` takes their names):
 
-1. Floors: a direct method call, the same call through ``TimedDomain`` (the in-process
-   interface), ``auth.get_user`` both ways, bcrypt at the configured cost, and a bare keep-alive
-   ``http.client`` round trip to ``GET /ping`` on each extracted service's gunicorn stack. Then
-   each extracted hop (``auth.get_user``, ``auth.verify``, ``posts.get_post``, ...) in-process
-   and over HTTP, split into: the floor, the service's work beyond it, the client's transport
-   stack (``ResilientTransport`` over ``PooledHttpTransport``, as the composition root builds
-   it) and the domain client's encoding and decoding.
-2. The latency suite (``tests/latency``, pytest-benchmark) once per topology.
-3. Cost: the monolith served by gunicorn (2 gthread workers) and driven by a keep-alive
-   ``http.client`` loop; CPU per request summed over the monolith and every extracted service
-   process, from /proc, and their memory.
-4. Fault isolation: ``GET /api/posts`` latency, quiet and during a bounded burst of concurrent
+1. ``floors``: a direct method call, the same call through ``TimedDomain`` (the in-process
+   interface), ``auth.get_user`` both ways, bcrypt at the configured cost; then each extracted
+   hop (``bench/hops.py``) in-process and over HTTP, interleaved with F0, split into: the
+   service's ``/ping``, the service's work beyond it, the client's transport stack (as
+   ``blog.wiring.connect`` builds it) and the domain client's encoding and decoding.
+2. ``ladder``: F0 (a socket server's fixed answer) and every rung above it: each server with a
+   bare WSGI function and a bare Flask app, the posts service's ``/ping`` under each, our
+   transport stack and our whole client (``bench/ladder.py``).
+3. ``suite``: the latency suite (``tests/latency``, pytest-benchmark) once per topology.
+4. ``cost``: the monolith under the production server, driven by a keep-alive ``http.client``
+   loop; CPU per request summed over the monolith and every extracted service process, from
+   /proc, and their memory.
+5. ``head``: the monolith and everything extracted side by side: the post page interleaved,
+   the idle cost, throughput per CPU with wrk, and the lean baseline (``bench/head_to_head.py``).
+6. ``fault``: ``GET /api/posts`` latency, quiet and during a bounded burst of concurrent
    1-megapixel uploads, with images in-process and extracted.
+7. ``scale``: images at 1, 2 and 3 instances (upload throughput, the reads' p99 meanwhile), and
+   one of three killed under load and started again (``bench/scaleout.py``).
 
-Placement: this process (the load generator, and the in-process monolith of parts 1 and 2) runs
-on ``--load-cpus`` (CPU 0); every server (extracted services, the gunicorn monolith) on
-``--server-cpus`` (CPU 1), set with ``taskset`` and checked in /proc afterwards. Loopback only;
-every loop is bounded.
+The hosts lab (``make bench-network``: real network distance, needs root) and the soak
+(``make soak``) write reports of their own; this report quotes their headline numbers.
+
+Placement: this process (the load generator, and the in-process monolith of parts 1 and 3) and
+wrk run on ``--load-cpus`` (CPU 0); every server (extracted services, the monolith under the
+production server, the ladder's servers, the lean route) on ``--server-cpus`` (CPU 1), set with
+``taskset`` and checked in /proc afterwards. Loopback only; every loop is bounded in count or
+time.
 """
 
 from __future__ import annotations
@@ -36,7 +51,6 @@ import json
 import os
 import platform
 import pstats
-import random
 import statistics
 import subprocess
 import sys
@@ -44,9 +58,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -59,84 +72,35 @@ if str(ROOT) not in sys.path:
 
 import bcrypt  # noqa: E402
 
+from bench import history, scaleout  # noqa: E402
+from bench.head_to_head import measure_head_to_head  # noqa: E402
+from bench.hops import HOPS  # noqa: E402
+from bench.hops import available as hops_available  # noqa: E402
+from bench.ladder import measure_ladder  # noqa: E402
+from bench.plan import Plan  # noqa: E402
+from bench.sampling import interleaved, log, stats_us  # noqa: E402
+from bench.topologies import PASSWORD, seed_http, start_topology  # noqa: E402
 from blog.config import Config  # noqa: E402
 from blog.db import make_engine, make_session_factory  # noqa: E402
 from blog.domains import HTTP_SERVICES, manifest  # noqa: E402
 from blog.events import InlineEventBus  # noqa: E402
 from blog.manifest import BuildContext  # noqa: E402
-from blog.serving import ServerProcess  # noqa: E402
 from blog.timing import TimedDomain, calls_var  # noqa: E402
 from blog.transport import Transport, WireRequest  # noqa: E402
 from blog.transport.credentials import ServiceCredentials  # noqa: E402
-from blog.transport.http import PooledHttpTransport  # noqa: E402
-from blog.transport.resilience import CircuitBreaker, ResilientTransport  # noqa: E402
-from blog.wiring import Domains, Monolith, build_monolith  # noqa: E402
-from lab import procstat  # noqa: E402
+from blog.wiring import Domains, Monolith, build_monolith, connect  # noqa: E402
+from lab import procstat, wrk  # noqa: E402
 from lab.configs import base_config, lab_config  # noqa: E402
 from lab.cpus import SERVER_CPUS_ENV, parse_cpus, pinned  # noqa: E402
 from lab.keepalive import KeepAlive  # noqa: E402
 from lab.payloads import JPEG_SIZE, jpeg_1mp, multipart_image  # noqa: E402
-from lab.processes import FLOOR_KINDS, floor_server, start_monolith, start_services  # noqa: E402
-from lab.stats import percentile  # noqa: E402
+from lab.processes import floor_server, start_services  # noqa: E402
 from lab.topology import MATRIX, TOPOLOGY_ENV, Topology, parse_topology  # noqa: E402
 
 REPORTS = ROOT / "reports"
+HISTORY = REPORTS / "latency-history.json"
 BIN = Path(sys.executable).parent
-PASSWORD = "correct horse battery"
 CARD = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How much of everything: sized so the full matrix stays near five minutes on 2 CPUs."""
-
-    probe_blocks: int = 300  # × 1000 calls: direct vs TimedDomain no-op
-    call_samples: int = 2000  # in-process get_user, direct vs TimedDomain
-    hop_rounds: int = 50  # × hop_block calls of each variant of each hop, interleaved
-    hop_block: int = 6
-    bcrypt_hashes: int = 3
-    suite_max_time: float = 0.8  # pytest-benchmark --benchmark-max-time per scenario
-    cost_requests: int = 150  # per scenario (uploads: cost_uploads)
-    cost_uploads: int = 20
-    cost_warmup: int = 15
-    idle_seconds: float = 1.5
-    quiet_requests: int = 300
-    burst_threads: int = 4
-    burst_uploads: int = 6  # per thread
-    burst_probe_cap: int = 20000
-
-    @classmethod
-    def quick(cls) -> Plan:
-        return cls(
-            probe_blocks=30,
-            call_samples=200,
-            hop_rounds=2,
-            hop_block=10,
-            bcrypt_hashes=1,
-            suite_max_time=0.05,
-            cost_requests=10,
-            cost_uploads=2,
-            cost_warmup=2,
-            idle_seconds=0.2,
-            quiet_requests=30,
-            burst_threads=2,
-            burst_uploads=2,
-        )
-
-
-def stats_us(samples_ns: Sequence[float]) -> dict[str, float]:
-    us = [s / 1000 for s in samples_ns]
-    return {
-        "p50": percentile(us, 50),
-        "p95": percentile(us, 95),
-        "p99": percentile(us, 99),
-        "min": min(us),
-        "n": len(us),
-    }
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 # =========================================================================== 1. floors
@@ -152,30 +116,6 @@ def _loop_ns(fn: Callable[[int], Any], loops: int = 1000) -> float:
     for _ in range(loops):
         fn(1)
     return (perf_counter_ns() - started) / loops
-
-
-def interleaved(
-    variants: Mapping[str, Callable[[], Any]],
-    rounds: int,
-    block: int,
-) -> dict[str, list[float]]:
-    """Per-call nanoseconds of each variant, in blocks taken in a shuffled order every round, so
-    drift on a shared machine spreads over all variants alike."""
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    order = list(variants)
-    shuffle = random.Random(7)
-    calls = calls_var.get()
-    for _ in range(rounds):
-        shuffle.shuffle(order)
-        for name in order:
-            fn, out = variants[name], samples[name]
-            for _ in range(block):
-                started = perf_counter_ns()
-                fn()
-                out.append(perf_counter_ns() - started)
-        if calls is not None:
-            calls.clear()  # TimedDomain's per-request record; a request would start a new one
-    return samples
 
 
 def _seed_domains(domains: Domains, jpeg: bytes) -> dict[str, Any]:
@@ -196,54 +136,6 @@ def _seed_domains(domains: Domains, jpeg: bytes) -> dict[str, Any]:
     }
 
 
-# name, domain, interface call, wire request (method, path, json body, authenticated)
-HOPS: list[
-    tuple[
-        str,
-        str,
-        Callable[[Domains, dict[str, Any]], Any],
-        Callable[[dict[str, Any]], tuple[str, str, Any, bool]],
-    ]
-] = [
-    (
-        "auth.get_user",
-        "auth",
-        lambda d, f: d.auth.get_user(f["user_id"]),
-        lambda f: ("GET", f"/users/{f['user_id']}", None, True),
-    ),
-    (
-        "auth.verify",
-        "auth",
-        lambda d, f: d.auth.verify(f["token"]),
-        lambda f: ("POST", "/verify", {"token": f["token"]}, True),
-    ),
-    (
-        "posts.get_post",
-        "posts",
-        lambda d, f: d.posts.get_post(f["post_id"]),
-        lambda f: ("GET", f"/posts/{f['post_id']}", None, True),
-    ),
-    (
-        "posts.list_comments",
-        "posts",
-        lambda d, f: d.posts.list_comments(f["post_id"]),
-        lambda f: ("GET", f"/comments?post={f['post_id']}", None, True),
-    ),
-    (
-        "images.get",
-        "images",
-        lambda d, f: d.images.get(f["image_key"]),
-        lambda f: ("GET", f"/images/{f['image_key']}", None, False),
-    ),
-    (
-        "payments.get_payment",
-        "payments",
-        lambda d, f: d.payments.get_payment(f["payment_id"]),
-        lambda f: ("GET", f"/payments/{f['payment_id']}", None, True),
-    ),
-]
-
-
 def python_calls(fn: Callable[[], Any], calls: int = 50) -> float:
     """Python function calls per call of ``fn`` (cProfile's count): a measure of work that no
     neighbour on a shared machine can disturb."""
@@ -254,35 +146,6 @@ def python_calls(fn: Callable[[], Any], calls: int = 50) -> float:
     profile.disable()
     stats: Any = pstats.Stats(profile)  # total_calls is there, but not in typeshed
     return float(stats.total_calls) / calls
-
-
-def _floor_anatomy(
-    service_port: int,
-    stack: ExitStack,
-    cpus: str,
-    plan: Plan,
-) -> dict[str, Any]:
-    """The same ``GET /ping`` bytes from ever thinner servers on the same CPU: the service
-    (gunicorn + Flask + the service's hooks), gunicorn + a bare Flask app, gunicorn + a bare WSGI
-    function, and a blocking Python socket server (the kernel's loopback round trip)."""
-    servers: dict[str, ServerProcess] = {}
-    for kind in FLOOR_KINDS:
-        server = floor_server(kind, cpus=cpus)
-        stack.callback(server.kill)
-        servers[kind] = server.start()
-    clients = {name: KeepAlive(server.port) for name, server in servers.items()}
-    clients["service"] = KeepAlive(service_port)
-    for client in clients.values():
-        stack.callback(client.close)
-    variants: dict[str, Callable[[], Any]] = {
-        name: functools.partial(client.request, "GET", "/ping") for name, client in clients.items()
-    }
-    for fn in variants.values():
-        for _ in range(10):
-            fn()
-    log("floors: the floor's anatomy")
-    samples = interleaved(variants, rounds=plan.hop_rounds, block=plan.hop_block)
-    return {name: stats_us(s) for name, s in samples.items()}
 
 
 def measure_floors(
@@ -344,16 +207,26 @@ def measure_floors(
         )
         out["credential_verify"] = stats_us(verify["verify"])
 
-        out["anatomy"] = _floor_anatomy(services["auth"].port, stack, server_cpus_spec, plan)
+        f0_server = floor_server("socket", cpus=server_cpus_spec)
+        stack.callback(f0_server.kill)
+        f0_server.start()
+        f0_client = KeepAlive(f0_server.port)
+        stack.callback(f0_client.close)
+        assert f0_server.pid is not None
+        out["f0_placement"] = procstat.cpus_allowed(f0_server.pid)
 
         hops: dict[str, Any] = {}
         for name, domain, call, wire in HOPS:
+            if not hops_available(name, inproc):
+                log(f"floors: {name} is no longer in the interface; skipped")
+                continue
             service = services[domain]
             floor_client = KeepAlive(service.port)
             stack.callback(floor_client.close)
             raw_client = KeepAlive(service.port)
             stack.callback(raw_client.close)
-            transport = _transport_stack(domain, service.url, remote_config)
+            # the transport stack exactly as the composition root builds it for a domain client
+            transport: Transport = connect(domain, remote_config, service.url).transport
             stack.callback(transport.close)
             method, path, payload, authenticated = wire(there)
             body = json.dumps(payload).encode() if payload is not None else None
@@ -395,6 +268,7 @@ def measure_floors(
                 assert response.status == 200, response.status
 
             variants: dict[str, Callable[[], Any]] = {
+                "f0": functools.partial(f0_client.request, "GET", "/ping"),
                 "floor": functools.partial(floor_client.request, "GET", "/ping"),
                 "ping_transport": ping_transport,
                 "stdlib": raw,
@@ -432,21 +306,6 @@ def _bare_auth(config: Config, stack: ExitStack) -> Any:
     return manifest("auth").build(context)
 
 
-def _transport_stack(domain: str, url: str, config: Config) -> ResilientTransport:
-    """The transport stack a domain client sends through (what ``blog.wiring`` builds for an
-    http domain): a breaker and retries over a keep-alive urllib3 pool."""
-    settings = config.transport
-    pool = PooledHttpTransport(
-        url,
-        connect_timeout=settings.connect_timeout_seconds,
-        read_timeout=settings.read_timeout_seconds,
-    )
-    breaker = CircuitBreaker(
-        domain, settings.breaker_fail_max, settings.breaker_reset_timeout_seconds
-    )
-    return ResilientTransport(pool, breaker, retries=settings.retries)
-
-
 # =========================================================================== 2. the suite
 
 
@@ -468,6 +327,7 @@ def run_suite(
         "-p",
         "no:cacheprovider",
         "--benchmark-enable",
+        "--benchmark-only",  # the benchmarks: not the soak or other tests beside them
         f"--benchmark-json={path}",
         f"--benchmark-max-time={plan.suite_max_time}",
         "--benchmark-min-rounds=5",
@@ -490,28 +350,6 @@ def run_suite(
 
 
 # =========================================================================== 3. cost
-
-
-def _seed_http(client: KeepAlive) -> dict[str, Any]:
-    email = f"cost-{uuid.uuid4().hex[:10]}@example.com"
-    client.json(
-        "POST", "/api/register", {"email": email, "name": "Cost", "password": PASSWORD}, expect=201
-    )
-    token = client.json("POST", "/api/login", {"email": email, "password": PASSWORD})
-    headers = {"Authorization": f"Bearer {token['access_token']}"}
-    ids = [
-        client.json(
-            "POST",
-            "/api/posts",
-            {"title": f"Seed {n}", "body": "Lorem ipsum. " * 40},
-            headers,
-            expect=201,
-        )["id"]
-        for n in range(25)
-    ]
-    for n in range(5):
-        client.json("POST", f"/api/posts/{ids[0]}/comments", {"body": f"c{n}"}, headers, expect=201)
-    return {"headers": headers, "detail": ids[0], "commented": ids[1]}
 
 
 def _http_scenarios(
@@ -560,36 +398,6 @@ def _http_scenarios(
     }
 
 
-def _start_topology(
-    topology: Topology,
-    base: Config,
-    state: Path,
-    stack: ExitStack,
-    server_cpus: set[int] | None,
-    server_cpus_spec: str,
-    service_cpus: Mapping[str, set[int]] | None = None,
-) -> tuple[ServerProcess, dict[str, list[int]]]:
-    """The extracted services and the gunicorn monolith; returns it and each group's pids."""
-    services: dict[str, ServerProcess] = {}
-    for domain in topology.extracted:
-        cpus = (service_cpus or {}).get(domain, server_cpus)
-        services.update(start_services([domain], base, state / "services", stack, cpus=cpus))
-    monolith = start_monolith(
-        base,
-        state / "monolith",
-        {d: s.url for d, s in services.items()},
-        stack,
-        workers=2,
-        cpus=server_cpus_spec,
-    )
-    processes = {"monolith": monolith, **services}
-    groups = {}
-    for group, server in processes.items():
-        assert server.pid is not None
-        groups[group] = procstat.process_tree(server.pid)
-    return monolith, groups
-
-
 def measure_cost(
     topology: Topology,
     base: Config,
@@ -600,17 +408,11 @@ def measure_cost(
     upload: tuple[bytes, str],
 ) -> dict[str, Any]:
     with ExitStack() as stack:
-        monolith, groups = _start_topology(
-            topology, base, state, stack, server_cpus, server_cpus_spec
-        )
-        client = KeepAlive(monolith.port)
+        running = start_topology(topology, base, state, stack, server_cpus, server_cpus_spec)
+        groups, every, placement = running.groups, running.pids, running.placement()
+        client = KeepAlive(running.monolith.port)
         stack.callback(client.close)
-        seed = _seed_http(client)
-        every = [pid for pids in groups.values() for pid in pids]
-        placement = {
-            group: sorted({procstat.cpus_allowed(p) for p in pids})
-            for group, pids in groups.items()
-        }
+        seed = seed_http(client, prefix="cost")
 
         before = procstat.cpu_ns(every)
         time.sleep(plan.idle_seconds)
@@ -729,7 +531,7 @@ def measure_fault_variant(
     label, extracted, images_on = variant
     images_cpus = load_cpus if images_on == "load" else server_cpus
     with ExitStack() as stack:
-        monolith, groups = _start_topology(
+        running = start_topology(
             Topology(label, extracted),
             base,
             state / label.replace(" ", "-").replace(",", ""),
@@ -738,13 +540,11 @@ def measure_fault_variant(
             server_cpus_spec,
             service_cpus={"images": images_cpus} if images_cpus else None,
         )
-        placement = {
-            group: sorted({procstat.cpus_allowed(p) for p in pids})
-            for group, pids in groups.items()
-        }
+        placement = running.placement()
+        monolith = running.monolith
         client = KeepAlive(monolith.port)
         stack.callback(client.close)
-        seed = _seed_http(client)
+        seed = seed_http(client, prefix="fault")
         for _ in range(20):
             client.request("GET", "/api/posts")
         quiet = []
@@ -770,8 +570,10 @@ def measure_fault_variant(
 
 NOISY_CPUS = 0.25
 """Other work using more than a quarter of a CPU during a run makes it worth running again."""
-RETRY_SECONDS = 60.0
-"""The time the matrix may spend running noisy parts again (the rest takes about 4 minutes)."""
+RETRY_SECONDS = 150.0
+"""The time the matrix may spend running noisy parts again (the rest takes about 4.5 minutes, so
+a full run stays within about 7): enough to run the longest part, part 5 (about a minute), once
+more."""
 
 
 def cpu_speed_us(cpus: set[int] | None) -> float:
@@ -834,6 +636,8 @@ def machine_info(load_cpus: str, server_cpus: str) -> dict[str, Any]:
     packages = (
         "flask",
         "werkzeug",
+        "granian",
+        "waitress",
         "gunicorn",
         "urllib3",
         "sqlalchemy",
@@ -858,27 +662,77 @@ def machine_info(load_cpus: str, server_cpus: str) -> dict[str, Any]:
         "load_cpus": load_cpus,
         "server_cpus": server_cpus,
         "loadavg_start": os.getloadavg(),
+        "wrk": _wrk_version(),
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="The latency matrix: reports/latency.md + .png")
-    parser.add_argument("--quick", action="store_true", help="a short dry run of every part")
+def _wrk_version() -> str | None:
+    """wrk's version (its usage text's first line), or None when it is not installed."""
+    binary = wrk.wrk_path()
+    if binary is None:
+        return None
+    result = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    words = (result.stdout or result.stderr).split()
+    return words[1] if len(words) > 1 else None
+
+
+PARTS = ("floors", "ladder", "suite", "cost", "head", "fault", "scale")
+"""The parts, in the order they run (``--skip`` names them)."""
+
+
+def _options(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="The latency matrix: reports/latency.md + .png, and a history entry"
+    )
+    parser.add_argument("--quick", action="store_true", help="a short smoke of every part")
     parser.add_argument("--load-cpus", default="0", help="CPUs of the load generator (taskset)")
     parser.add_argument("--server-cpus", default="1", help="CPUs of every server (taskset)")
     parser.add_argument("--topologies", default=",".join(MATRIX))
-    parser.add_argument("--out", type=Path, default=REPORTS)
     parser.add_argument(
-        "--skip", default="", help="comma list of parts to skip: floors,suite,cost,fault"
+        "--out", type=Path, default=REPORTS, help="where latency.md, .png and .json go"
+    )
+    parser.add_argument(
+        "--skip", default="", help=f"comma list of parts to skip: {','.join(PARTS)}"
+    )
+    parser.add_argument(
+        "--label",
+        default=None,
+        help="what changed since the last run, for the history (default: the short commit and "
+        "its subject)",
+    )
+    parser.add_argument(
+        "--history",
+        type=Path,
+        default=None,
+        help=f"the history file to append this run to (default {HISTORY.relative_to(ROOT)}; "
+        "a full run records there, a --quick or partial run only when this is given)",
+    )
+    parser.add_argument(
+        "--no-history", action="store_true", help="record nothing (the report still shows it)"
     )
     args = parser.parse_args(argv)
-    plan = Plan.quick() if args.quick else Plan()
-    skip = set(filter(None, args.skip.split(",")))
-    topologies = [parse_topology(name) for name in args.topologies.split(",")]
+    unknown = set(filter(None, args.skip.split(","))) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}; the parts are {', '.join(PARTS)}")
     load_cpus, server_cpus = parse_cpus(args.load_cpus), parse_cpus(args.server_cpus)
     available = os.sched_getaffinity(0)
     if not (load_cpus or set()) <= available or not (server_cpus or set()) <= available:
         parser.error(f"this machine has CPUs {sorted(available)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _options(argv)
+    plan = Plan.quick() if args.quick else Plan()
+    skip = set(filter(None, args.skip.split(",")))
+    topologies = [parse_topology(name) for name in args.topologies.split(",")]
+    load_cpus, server_cpus = parse_cpus(args.load_cpus), parse_cpus(args.server_cpus)
+    full = not args.quick and not skip and args.topologies == ",".join(MATRIX)
+    history_path = args.history or HISTORY
+    record = not args.no_history and (args.history is not None or full)
+    label = args.label or history.default_label(ROOT)
+    if "head" not in skip:
+        wrk.ensure_wrk()  # before anything runs: says how to install it, or installs it as root
     if load_cpus:
         os.sched_setaffinity(0, load_cpus)  # this process (and the pytest runs) on the load CPUs
     procstat.become_subreaper()  # so the CPU of every server this run kills is counted as ours
@@ -888,30 +742,57 @@ def main(argv: list[str] | None = None) -> int:
     jpeg = jpeg_1mp()
     upload = multipart_image(jpeg)
     info["jpeg"] = {"size": JPEG_SIZE, "bytes": len(jpeg)}
+    info["server"] = base.server.name
     info["config"] = {
         "source": base.source,
         "bcrypt_rounds": base.auth.bcrypt_rounds,
         "thumbnail": [base.images.thumbnail_width, base.images.thumbnail_height],
         "jpeg_quality": base.images.jpeg_quality,
         "per_page": base.posts.per_page_default,
+        "server": {
+            "name": base.server.name,
+            "workers": base.server.workers,
+            "threads": base.server.threads,
+        },
     }
-    results: dict[str, Any] = {"machine": info, "plan": plan.__dict__}
+    results: dict[str, Any] = {
+        "machine": info,
+        "plan": plan.as_dict(),
+        "quick": args.quick,
+        "label": label,
+    }
     runner = Runner(RETRY_SECONDS if not args.quick else 0.0, server_cpus)
     started = runner.started
+    steps = len(PARTS) - len(skip)
+    step = iter(range(1, steps + 1))
     with tempfile.TemporaryDirectory(prefix="latency-matrix-") as tmp:
         state = Path(tmp)
         if "floors" not in skip:
-            log("part 1/4: floors and extracted hops")
+            log(f"part {next(step)}/{steps}: floors and extracted hops")
             results["floors"] = runner.run(
                 "floors",
                 lambda: measure_floors(
                     base, state / "floors", server_cpus, args.server_cpus, plan, jpeg
                 ),
             )
+        if "ladder" not in skip:
+            log(f"part {next(step)}/{steps}: F0 and the ladder")
+            results["ladder"] = runner.run(
+                "ladder",
+                lambda: measure_ladder(
+                    base,
+                    state / "ladder",
+                    server_cpus,
+                    args.server_cpus,
+                    rounds=plan.ladder_rounds,
+                    block=plan.hop_block,
+                ),
+            )
         if "suite" not in skip:
             results["suite"] = {}
+            number = next(step)
             for topology in topologies:
-                log(f"part 2/4: latency suite, {topology.name}")
+                log(f"part {number}/{steps}: latency suite, {topology.name}")
                 results["suite"][topology.name] = runner.run(
                     f"suite {topology.name}",
                     functools.partial(
@@ -920,8 +801,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
         if "cost" not in skip:
             results["cost"] = {}
+            number = next(step)
             for topology in topologies:
-                log(f"part 3/4: cost, {topology.name}")
+                log(f"part {number}/{steps}: cost, {topology.name}")
                 results["cost"][topology.name] = runner.run(
                     f"cost {topology.name}",
                     functools.partial(
@@ -935,10 +817,24 @@ def main(argv: list[str] | None = None) -> int:
                         upload,
                     ),
                 )
+        if "head" not in skip:
+            log(f"part {next(step)}/{steps}: monolith against all extracted (wrk, idle, lean)")
+            results["head_to_head"] = runner.run(
+                "head to head",
+                lambda: measure_head_to_head(
+                    base,
+                    state / f"head-{uuid.uuid4().hex[:6]}",
+                    plan,
+                    server_cpus,
+                    args.server_cpus,
+                    args.load_cpus,
+                ),
+            )
         if "fault" not in skip:
             results["fault"] = []
+            number = next(step)
             for variant in FAULT_VARIANTS:
-                log(f"part 4/4: fault isolation, {variant[0]}")
+                log(f"part {number}/{steps}: fault isolation, {variant[0]}")
                 results["fault"].append(
                     runner.run(
                         f"fault {variant[0]}",
@@ -955,23 +851,44 @@ def main(argv: list[str] | None = None) -> int:
                         ),
                     )
                 )
+        if "scale" not in skip:
+            log(f"part {next(step)}/{steps}: scale-out and failover of images")
+            results["scale"] = runner.run("scale", lambda: scaleout.run(state / "scale"))
     info["loadavg_end"] = os.getloadavg()
     info["commit_end"] = machine_info(args.load_cpus, args.server_cpus)["commit"]
     info["seconds"] = time.monotonic() - started
 
     from bench.report import write_chart, write_markdown
+    from bench.targets import evaluate
+
+    results["targets"] = evaluate(results)
+    if record:
+        runs = history.append(history_path, history.entry(label, results, results["targets"]))
+        log(f"history: recorded as {label!r} in {history_path} ({len(runs)} runs)")
+    else:
+        runs = [*history.load(history_path), history.entry(label, results, results["targets"])]
+        runs[-1]["unrecorded"] = True
+    results["history"] = {"path": str(history_path), "recorded": record, "runs": runs}
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latency.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-    markdown = write_markdown(results, args.out / "latency.md")
+    write_markdown(results, args.out / "latency.md")
     chart = write_chart(results, args.out / "latency.png")
     log(
         f"done in {info['seconds']:.0f}s: {args.out / 'latency.md'}"
         + (f", {chart}" if chart else "")
     )
     print()
-    print("\n".join(line for line in markdown.splitlines() if line.startswith(("PASS", "MISS"))))
+    print(targets_text(results["targets"]))
     return 0
+
+
+def targets_text(targets: list[dict[str, Any]]) -> str:
+    """The targets as plain lines for the terminal: verdict, target, measured, limit."""
+    return "\n".join(
+        f"{t['verdict']:<12} {t['key']}. {t['title']}: {t['measured']} (target {t['limit']})"
+        for t in targets
+    )
 
 
 if __name__ == "__main__":

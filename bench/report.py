@@ -9,8 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-INTERFACE_TARGET_US = 1.0  # the in-process interface adds at most this over a direct call
-HOP_TARGET_FLOORS = 2.0  # an extracted hop adds at most this many floors over in-process
+from bench.report_head_to_head import chart_throughput, head_to_head_section
+from bench.report_ladder import chart_ladder, ladder_section
+from bench.report_tables import table as _table
+from bench.report_targets import history_section, targets_section
+from bench.targets import HOP_TARGET_F0, hop_costs
+from bench.targets import fmt_us as fmt_us
 
 SCENARIO_ORDER = (
     "token_verify",
@@ -25,16 +29,13 @@ SCENARIO_ORDER = (
 )
 
 
-def fmt_us(us: float) -> str:
-    """Microseconds, in the unit a person reads best."""
-    if us < 1:
-        return f"{us * 1000:.0f} ns"
-    if us < 1000:
-        return f"{us:.0f} µs" if us >= 100 else f"{us:.1f} µs"
-    if us < 1_000_000:
-        ms = us / 1000
-        return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
-    return f"{us / 1e6:.2f} s"
+def _workers(results: dict[str, Any]) -> str:
+    """The monolith's processes and threads, as the config file sets them."""
+    server = results["machine"]["config"].get("server")
+    if not server:
+        return "2 workers"
+    workers = 1 if server["name"] == "waitress" else server["workers"]
+    return f"{workers} worker{'s' if workers != 1 else ''} × {server['threads']} threads"
 
 
 SPEED_REFERENCE: list[float] = []  # the median part's speed; set by write_markdown
@@ -55,56 +56,9 @@ def _others(run: dict[str, Any]) -> str:
     return f"{cpus:.2f} CPU{mark}{tries}{speed}"
 
 
-def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def _table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
-    align = align or ("l" + "r" * (len(header) - 1))
-    rule = ["---:" if a == "r" else "---" for a in align]
-    return [_row(header), _row(rule), *(_row(r) for r in rows)]
-
-
 def _scenarios(suite: dict[str, Any]) -> list[str]:
     seen = {name for topology in suite.values() for name in topology["scenarios"]}
     return [s for s in SCENARIO_ORDER if s in seen] + sorted(seen - set(SCENARIO_ORDER))
-
-
-# --------------------------------------------------------------------------- targets
-
-
-def targets(results: dict[str, Any]) -> list[str]:
-    floors = results.get("floors")
-    if not floors:
-        return ["(floors not measured in this run: no target checked)"]
-    lines = []
-    probe = floors["probe"]
-    added = probe["timed"]["p50"] - probe["direct"]["p50"]
-    verdict = "PASS" if added <= INTERFACE_TARGET_US else "MISS"
-    lines.append(
-        f"{verdict}  in-process interface: TimedDomain adds {fmt_us(added)} over the direct call "
-        f"({fmt_us(probe['direct']['p50'])} → {fmt_us(probe['timed']['p50'])}, p50); "
-        f"target ≤ {INTERFACE_TARGET_US:g} µs"
-    )
-    got = floors["get_user"]
-    added_call = got["timed"]["p50"] - got["direct"]["p50"]
-    lines.append(
-        f"      (on a real call: auth.get_user {fmt_us(got['direct']['p50'])} direct, "
-        f"{fmt_us(got['timed']['p50'])} through TimedDomain, {added_call:+.1f} µs over "
-        f"{got['timed']['n']} interleaved calls: below what a call of that size can resolve, "
-        "hence the no-op measurement above)"
-    )
-    for name, hop in floors["hops"].items():
-        added = hop["http"]["p50"] - hop["inprocess"]["p50"]
-        floor = hop["floor"]["p50"]
-        ratio = added / floor
-        verdict = "PASS" if ratio <= HOP_TARGET_FLOORS else "MISS"
-        lines.append(
-            f"{verdict}  {name} over HTTP adds {fmt_us(added)} over in-process "
-            f"({fmt_us(hop['inprocess']['p50'])} → {fmt_us(hop['http']['p50'])}) = "
-            f"{ratio:.1f} × the floor ({fmt_us(floor)}); target ≤ {HOP_TARGET_FLOORS:g} ×"
-        )
-    return lines
 
 
 # --------------------------------------------------------------------------- sections
@@ -130,13 +84,20 @@ def _header(results: dict[str, Any]) -> list[str]:
         "",
         f"- **Machine**: {m['cpu_model']}, {m['cpus']} CPUs, Linux {m['kernel']}.",
         f"- **Software**: Python {m['python']}, Flask {v['flask']}, Werkzeug {v['werkzeug']}, "
-        f"gunicorn {v['gunicorn']} (gthread), urllib3 {v['urllib3']}, SQLAlchemy "
+        + ", ".join(f"{s} {v[s]}" for s in ("granian", "waitress", "gunicorn") if s in v)
+        + f", urllib3 {v['urllib3']}, SQLAlchemy "
         f"{v['sqlalchemy']} on SQLite, Pillow {v['pillow']}, bcrypt {v['bcrypt']}, "
-        f"pytest-benchmark {v['pytest-benchmark']}.",
-        f"- **Placement** (`taskset`, checked in /proc afterwards): the load generator, and the "
-        f"monolith when it runs inside the bench process (parts 1 and 2), on CPU "
-        f"{m['load_cpus']}; every server (each extracted service, and the gunicorn monolith of "
-        f"parts 4 and 5) on CPU {m['server_cpus']}, except where part 5 says otherwise.",
+        f"pytest-benchmark {v['pytest-benchmark']}"
+        + (f", wrk {m['wrk']}" if m.get("wrk") else "")
+        + ".",
+        f"- **Server**: `{m.get('server', '?')}` (config.yaml's `server:`) under the monolith "
+        "(`blog.wsgi:app`, as `make serve` runs it) and every extracted service, except on the "
+        "ladder's rungs, which measure each server.",
+        f"- **Placement** (`taskset`, checked in /proc afterwards): the load generator (this "
+        f"process, wrk) and the monolith when it runs inside the bench process (parts 2, 3 and "
+        f"5), on CPU {m['load_cpus']}; every server (each extracted service, the monolith "
+        f"under {m.get('server', '?')}, the ladder's servers) on CPU {m['server_cpus']}, except "
+        "where part 7 says otherwise.",
         f"- **Load average** (1/5/15 min) at the start {start[0]:.2f}/{start[1]:.2f}/"
         f"{start[2]:.2f}, at the end {end[0]:.2f}/{end[1]:.2f}/{end[2]:.2f}. The machine is "
         "shared with other work: read medians and percentiles, not single runs. Every part "
@@ -186,18 +147,18 @@ def _floors(results: dict[str, Any]) -> list[str]:
         hop = next((h for h in floors["hops"].values() if h["domain"] == domain), None)
         if hop:
             add(
-                f"**floor**: `http.client` keep-alive `GET /ping` → {domain} service "
-                f"(gunicorn gthread)",
+                f"`http.client` keep-alive `GET /ping` → {domain} service "
+                f"({results['machine'].get('server', '?')})",
                 hop["floor"],
             )
             add(
-                f"transport stack (`ResilientTransport` over `PooledHttpTransport`) "
+                "our transport stack (as `blog.wiring.connect` builds it) "
                 f"`GET /ping` → {domain} service",
                 hop["ping_transport"],
             )
     placement = ", ".join(f"{d} CPU {c}" for d, c in floors.get("placement", {}).items())
     lines = [
-        "## 1. Floors",
+        "## 2. In-process floors, and each service's `/ping`",
         "",
         "Measured in the bench process (in-process calls inside a request-like context, so "
         f"`TimedDomain` records every call, as in a request). Services: {placement}. Other "
@@ -206,35 +167,6 @@ def _floors(results: dict[str, Any]) -> list[str]:
         *_table(["what", "p50", "p95", "p99", "n"], rows),
         "",
     ]
-    anatomy = floors.get("anatomy")
-    if anatomy:
-        labels = {
-            "socket": "a blocking Python socket server (the loopback round trip, Python both ends)",
-            "gunicorn": "gunicorn gthread + a bare WSGI function",
-            "flask": "gunicorn gthread + a bare Flask app",
-            "service": "the auth service (gunicorn gthread + Flask + the service's hooks)",
-        }
-        rows, previous = [], 0.0
-        total = anatomy["service"]["p50"]
-        for key in ("socket", "gunicorn", "flask", "service"):
-            s = anatomy[key]
-            step = s["p50"] - previous
-            rows.append(
-                [
-                    labels[key],
-                    fmt_us(s["p50"]),
-                    fmt_us(s["p99"]),
-                    f"{step:+.0f} µs ({step / total * 100:.0f} % of the floor)",
-                ]
-            )
-            previous = s["p50"]
-        lines += [
-            "**The floor's anatomy**: the same `GET /ping` answer from ever thinner servers on the "
-            "same CPU, interleaved (keep-alive `http.client`, TCP_NODELAY):",
-            "",
-            *_table(["server", "p50", "p99", "adds"], rows),
-            "",
-        ]
     return lines
 
 
@@ -242,20 +174,21 @@ def _hops(results: dict[str, Any]) -> list[str]:
     floors = results.get("floors")
     if not floors:
         return []
+    costs = hop_costs(results)
     rows, parts = [], []
     for name, hop in floors["hops"].items():
         inproc, http = hop["inprocess"]["p50"], hop["http"]["p50"]
         floor, added = hop["floor"]["p50"], http - inproc
-        ratio = added / floor
+        cost = costs.get(name)
         rows.append(
             [
                 f"`{name}`",
                 fmt_us(inproc),
                 fmt_us(http),
                 fmt_us(added),
-                fmt_us(floor),
-                f"{ratio:.1f} ×",
-                "PASS" if ratio <= HOP_TARGET_FLOORS else "MISS",
+                fmt_us(cost["f0_us"]) if cost else "–",
+                f"{cost['over_f0']:.1f} ×" if cost else "–",
+                ("PASS" if cost["over_f0"] <= HOP_TARGET_F0 else "FAIL") if cost else "–",
             ]
         )
         service = hop["stdlib"]["p50"] - floor - inproc
@@ -276,12 +209,15 @@ def _hops(results: dict[str, Any]) -> list[str]:
                 counts,
             ]
         )
+    server = results["machine"].get("server", "?")
     return [
-        "## 2. What one extracted hop adds",
+        "## 3. What one extracted hop adds",
         "",
-        "Each call made in-process and over HTTP from the same process, interleaved in shuffled "
-        "blocks (p50). Added = HTTP − in-process; the floor is a bare keep-alive `http.client` "
-        "round trip to `GET /ping` on the same service.",
+        "Each call made in-process and over HTTP from the same process (services under "
+        f"{server}, one worker each), interleaved in shuffled blocks with F0 (the ladder's "
+        "socket server, asked alongside every call so that both see the same moments of the "
+        "shared machine); p50. Added = HTTP − in-process; the target is "
+        f"≤ {HOP_TARGET_F0:g} × F0.",
         "",
         *_table(
             [
@@ -289,26 +225,27 @@ def _hops(results: dict[str, Any]) -> list[str]:
                 "in-process",
                 "HTTP",
                 "added",
-                "floor",
-                "added ÷ floor",
-                f"≤ {HOP_TARGET_FLOORS:g} × floor",
+                "F0 alongside",
+                "added ÷ F0",
+                f"≤ {HOP_TARGET_F0:g} × F0",
             ],
             rows,
         ),
         "",
-        "Where the added time goes (p50 differences, they add up to the added cost): the floor; "
-        "the service's work beyond `/ping` minus the in-process call's own work (its Flask "
-        "route, the service credential check, JSON encoding: the same request sent with "
-        "`http.client`); the client transport (the transport stack the domain client sends "
-        "through, `ResilientTransport` over `PooledHttpTransport`, with the credential header "
-        "and the JSON body, over the same request sent with `http.client`: urllib3, retry "
+        "Where the added time goes (p50 differences, they add up to the added cost): the "
+        "service's `/ping` over `http.client` (F0 plus the server, Flask and the service's "
+        "hooks: the ladder, part 1, takes it apart); the service's work beyond `/ping` minus "
+        "the in-process call's own work (its route, the service credential check, JSON "
+        "encoding: the same request sent with `http.client`); the client transport (the "
+        "transport stack `blog.wiring.connect` builds, with the credential header and the JSON "
+        "body, over the same request sent with `http.client`: its connection pool, retry "
         "wrapper, breaker); the client's codec (the domain client's request encoding and its "
         "decoding of JSON to a DTO).",
         "",
         *_table(
             [
                 "call",
-                "floor",
+                "service /ping",
                 "service beyond /ping",
                 "client transport",
                 "client codec",
@@ -361,7 +298,7 @@ def _suite(results: dict[str, Any]) -> list[str]:
         timing_rows.append(timing_row)
     p50_rows.append(["*other work's CPU meanwhile*"] + [_others(suite[t]) for t in topologies])
     lines = [
-        "## 3. The public API, per topology",
+        "## 5. The public API, per topology",
         "",
         "The latency suite (`tests/latency`, pytest-benchmark) through the public API: Flask's "
         "test client into the monolith in the bench process, real HTTP to each extracted "
@@ -393,7 +330,7 @@ def _suite(results: dict[str, Any]) -> list[str]:
             if s:
                 lines.append(
                     f"- `{scenario}` in the monolith: {fmt_us(s['p50'])}; bcrypt alone at cost "
-                    f"{floors['bcrypt']['rounds']} (part 1, another moment) takes "
+                    f"{floors['bcrypt']['rounds']} (part 2, another moment) takes "
                     f"{fmt_us(bcrypt_us)}: its latency is bcrypt's, whichever process runs it."
                 )
         lines.append("")
@@ -445,10 +382,12 @@ def _cost(results: dict[str, Any]) -> list[str]:
             ]
         )
     return [
-        "## 4. Cost per request: CPU and memory",
+        "## 6. Cost per request: CPU and memory",
         "",
-        "The monolith served by gunicorn (`blog:create_app()`, 2 gthread workers), each "
-        "extracted service by gunicorn (1 gthread worker), driven by one keep-alive "
+        f"The monolith served as `make serve` serves it (`blog.wsgi:app` under "
+        f"{results['machine'].get('server', '?')}, {_workers(results)}), each extracted "
+        "service by the "
+        "same server (1 worker), driven by one keep-alive "
         f"`http.client` connection from the bench process; {results['plan']['cost_requests']} "
         f"requests a scenario ({results['plan']['cost_uploads']} uploads) after a warm-up. CPU "
         "is the servers' own accounting (`/proc/<pid>/task/*/schedstat`), summed over the "
@@ -460,7 +399,7 @@ def _cost(results: dict[str, Any]) -> list[str]:
         "",
         *_table(["scenario", *topologies], cpu_rows),
         "",
-        "**Latency over real HTTP into the gunicorn monolith**, p50 / p99:",
+        "**Latency over real HTTP into the monolith's server**, p50 / p99:",
         "",
         *_table(["scenario", *topologies], latency_rows),
         "",
@@ -485,6 +424,47 @@ def _cost(results: dict[str, Any]) -> list[str]:
         ),
         "",
     ]
+
+
+def _scale(results: dict[str, Any]) -> list[str]:
+    scale = results.get("scale")
+    if not scale:
+        return []
+    from bench.scaleout import markdown
+
+    return [markdown(scale)]
+
+
+OTHER_LABS = (
+    (
+        "network.md",
+        "Across the network",
+        "`sudo make bench-network`: the hosts lab, real "
+        "distance between the monolith and each service (RTT 0 to 10 ms, keep-alive or not, "
+        "fan-out)",
+    ),
+    (
+        "soak.md",
+        "The soak",
+        "`make soak`: everything extracted on RabbitMQ for 10 minutes; "
+        "memory, descriptors, sockets, outbox backlog and queue depth over time",
+    ),
+)
+
+
+def _other_labs(folder: Path) -> list[str]:
+    """Reports that other commands write beside this one (they need root, or take ten minutes):
+    named here, with their first paragraph, so that one page leads to every number."""
+    lines: list[str] = []
+    for name, title, how in OTHER_LABS:
+        report = folder / name
+        if not report.exists():
+            continue
+        paragraphs = [p for p in report.read_text().split("\n\n") if p and not p.startswith("#")]
+        lines += [f"## {title}: [{name}]({name})", "", f"{how}.", ""]
+        if paragraphs:
+            lines += [paragraphs[0], ""]
+    return lines
 
 
 def _fault(results: dict[str, Any]) -> list[str]:
@@ -515,10 +495,12 @@ def _fault(results: dict[str, Any]) -> list[str]:
         )
     first = fault[0]
     return [
-        "## 5. Fault isolation: `GET /api/posts` during an upload burst",
+        "## 7. Fault isolation: `GET /api/posts` during an upload burst",
         "",
         "The tutorial's first problem (one image upload slows the whole server down). The "
-        "monolith under gunicorn (2 gthread workers, 8 threads each); one keep-alive client "
+        f"monolith under {results['machine'].get('server', '?')} ({_workers(results)}); one "
+        "keep-alive "
+        "client "
         "probes `GET /api/posts` back to back, first quiet, then while "
         f"{first['concurrency']} threads each upload "
         f"{first['uploads']['n'] // max(first['concurrency'], 1)} 1-megapixel JPEGs. The "
@@ -548,27 +530,30 @@ def _summary(results: dict[str, Any]) -> list[str]:
     """The headline numbers of this run, in words (every number from this run)."""
     lines = []
     floors = results.get("floors")
-    if floors:
-        hops = floors["hops"].values()
-        added = [h["http"]["p50"] - h["inprocess"]["p50"] for h in hops]
-        ratios = [a / h["floor"]["p50"] for a, h in zip(added, hops, strict=True)]
+    costs = hop_costs(results)
+    if floors and costs:
+        added = [c["added_us"] for c in costs.values()]
+        ratios = [c["over_f0"] for c in costs.values()]
         lines.append(
             f"- **One extracted hop** adds {fmt_us(min(added))}–{fmt_us(max(added))} to a call "
-            f"(p50), {min(ratios):.1f}–{max(ratios):.1f} × the floor. The in-process interface "
-            f"adds {fmt_us(floors['probe']['timed']['p50'] - floors['probe']['direct']['p50'])}."
+            f"(p50), {min(ratios):.1f}–{max(ratios):.1f} × F0 (target ≤ {HOP_TARGET_F0:g} ×). "
+            "The in-process interface adds "
+            f"{fmt_us(floors['probe']['timed']['p50'] - floors['probe']['direct']['p50'])}."
         )
-        anatomy = floors.get("anatomy")
-        if anatomy:
-            total = anatomy["service"]["p50"]
-            gunicorn = anatomy["gunicorn"]["p50"] - anatomy["socket"]["p50"]
-            flask = anatomy["service"]["p50"] - anatomy["gunicorn"]["p50"]
-            lines.append(
-                f"- **The floor** ({fmt_us(total)} to a service's `/ping`): the loopback round "
-                f"trip between two Python processes is {fmt_us(anatomy['socket']['p50'])}; "
-                f"gunicorn's gthread worker adds {fmt_us(gunicorn)} "
-                f"({gunicorn / total * 100:.0f} %), Flask and the service's hooks "
-                f"{fmt_us(flask)} ({flask / total * 100:.0f} %)."
+    ladder = results.get("ladder")
+    if ladder:
+        rungs = ladder["rungs"]
+        f0 = rungs["socket"]["p50"]
+        lines.append(
+            f"- **F0**, the loopback round trip between two Python processes, is "
+            f"{fmt_us(f0)}; a service's `/ping` costs "
+            + ", ".join(
+                f"{fmt_us(rungs[f'{s}.service']['p50'])} under {s} "
+                f"({rungs[f'{s}.service']['p50'] / f0:.1f} × F0)"
+                for s in ladder["servers"]
             )
+            + "."
+        )
     suite = results.get("suite")
     if suite and "monolith" in suite and "all-http" in suite:
         base, far = suite["monolith"]["scenarios"], suite["all-http"]["scenarios"]
@@ -639,7 +624,7 @@ def _summary(results: dict[str, Any]) -> list[str]:
 def _reference_speed(results: dict[str, Any]) -> None:
     """The median speed over every part: a part far from it ran on a faster or slower machine."""
     SPEED_REFERENCE.clear()
-    runs = [results.get("floors")]
+    runs = [results.get("floors"), results.get("ladder"), results.get("head_to_head")]
     runs += list((results.get("suite") or {}).values())
     runs += list((results.get("cost") or {}).values())
     runs += list(results.get("fault") or [])
@@ -652,20 +637,18 @@ def write_markdown(results: dict[str, Any], path: Path) -> str:
     _reference_speed(results)
     lines = [
         *_header(results),
+        *targets_section(results),
+        *history_section(results),
         *_summary(results),
-        "## Targets",
-        "",
-        "Checked by this report, not by tests.",
-        "",
-        "```",
-        *targets(results),
-        "```",
-        "",
+        *ladder_section(results),
         *_floors(results),
         *_hops(results),
+        *head_to_head_section(results),
         *_suite(results),
         *_cost(results),
         *_fault(results),
+        *_scale(results),
+        *_other_labs(path.parent),
         "![latency chart](latency.png)",
         "",
     ]
@@ -687,16 +670,18 @@ def write_chart(results: dict[str, Any], path: Path) -> Path | None:
         print("matplotlib is not installed (pip install -e '.[bench]'): no chart drawn")
         return None
 
-    fig, axes = plt.subplots(2, 2, figsize=(16, 11))
+    fig, axes = plt.subplots(3, 2, figsize=(16, 16))
     fig.suptitle(
         f"strangler-blog latency lab — {results['machine']['date']}, "
         f"{results['machine']['cpu_model']}, {results['machine']['cpus']} CPUs",
         fontsize=13,
     )
-    _chart_suite(axes[0][0], results, plt)
+    chart_ladder(axes[0][0], results)
     _chart_hops(axes[0][1], results)
-    _chart_cost(axes[1][0], results)
-    _chart_fault(axes[1][1], results)
+    chart_throughput(axes[1][0], results)
+    _chart_suite(axes[1][1], results, plt)
+    _chart_cost(axes[2][0], results)
+    _chart_fault(axes[2][1], results)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -736,8 +721,9 @@ def _chart_hops(ax: Any, results: dict[str, Any]) -> None:
         ax.set_axis_off()
         return
     names = list(floors["hops"])
+    costs = hop_costs(results)
     segments: dict[str, list[float]] = {
-        "floor (/ping)": [],
+        "service /ping": [],
         "service beyond /ping": [],
         "client transport": [],
         "client codec": [],
@@ -746,21 +732,29 @@ def _chart_hops(ax: Any, results: dict[str, Any]) -> None:
     for name in names:
         hop = floors["hops"][name]
         floor = hop["floor"]["p50"]
-        segments["floor (/ping)"].append(floor)
+        segments["service /ping"].append(floor)
         segments["service beyond /ping"].append(
             hop["stdlib"]["p50"] - floor - hop["inprocess"]["p50"]
         )
         segments["client transport"].append(hop["transport"]["p50"] - hop["stdlib"]["p50"])
         segments["client codec"].append(hop["http"]["p50"] - hop["transport"]["p50"])
         inproc.append(hop["inprocess"]["p50"])
-        targets_us.append(HOP_TARGET_FLOORS * floor)
+        targets_us.append(HOP_TARGET_F0 * costs[name]["f0_us"] if name in costs else 0.0)
     y = range(len(names))
     left = [0.0] * len(names)
     colors = ("#4c72b0", "#dd8452", "#c44e52", "#8172b3")
     for (label, values), color in zip(segments.items(), colors, strict=True):
         ax.barh(y, values, left=left, label=label, color=color)
         left = [a + max(b, 0) for a, b in zip(left, values, strict=True)]
-    ax.scatter(targets_us, y, marker="|", s=400, color="black", label="target: 2 × floor", zorder=3)
+    ax.scatter(
+        targets_us,
+        y,
+        marker="|",
+        s=400,
+        color="black",
+        label=f"target: {HOP_TARGET_F0:g} × F0",
+        zorder=3,
+    )
     for i, (total, base) in enumerate(zip(left, inproc, strict=True)):
         ax.text(total, i, f"  +{total:.0f} µs (in-process {fmt_us(base)})", va="center", fontsize=8)
     ax.set_yticks(list(y), names)
@@ -768,7 +762,7 @@ def _chart_hops(ax: Any, results: dict[str, Any]) -> None:
     ax.set_xlabel("µs added by the HTTP hop (p50)")
     ax.set_xlim(0, max(max(left), max(targets_us)) * 1.5)
     ax.set_title("What one extracted hop adds over the in-process call")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=5, fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
 
 
 def _chart_cost(ax: Any, results: dict[str, Any]) -> None:

@@ -129,6 +129,8 @@ def parse_envelope(body: bytes) -> Event:
         raw = json.loads(body)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise InvalidEnvelope(f"body is not JSON: {exc}") from None
+    except RecursionError:  # thousands of nested arrays: refused, not a crashed consumer
+        raise InvalidEnvelope("body is JSON nested too deeply") from None
     if not isinstance(raw, dict):
         raise InvalidEnvelope(f"body is a JSON {type(raw).__name__}, not an object")
     missing = [key for key in ENVELOPE_KEYS if key not in raw]

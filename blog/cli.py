@@ -45,6 +45,10 @@ def _runtime() -> Monolith:
 
 
 def register(app: Flask) -> None:
+    from blog.hosts.cli import hosts
+
+    app.cli.add_command(hosts)  # hosts up|down|status|set: the network lab (blog/hosts)
+
     @app.cli.command("init-db")
     def init_db() -> None:
         """Create the tables of every domain that runs in-process (a server does this too when

@@ -105,6 +105,17 @@ class EventsConfig:
     exchange: str = "events"
     queue_prefix: str = ""
     prefetch: int = 50
+    redelivery_max_attempts: int = 20
+    """Inline broker: how often an event a consumer refused is tried, the first time included,
+    before the monolith gives up on it (logged, and kept in its table as given up)."""
+    redelivery_initial_seconds: float = 1.0
+    redelivery_max_seconds: float = 300.0
+    """The pause before the next try doubles from the initial one up to this."""
+    outbox_retention_seconds: float = 7 * 24 * 3600.0
+    """How long a published outbox row is kept before the runtime that publishes deletes it."""
+    outbox_cleanup_interval_seconds: float = 60.0
+    outbox_cleanup_batch: int = 500
+    """Rows deleted per transaction: small enough that a writer never waits long for one."""
 
 
 @dataclass(frozen=True)
@@ -176,9 +187,63 @@ class TransportConfig:
     breaker_window_seconds: float = 10.0
     breaker_minimum_calls: int = 10
     breaker_reset_timeout_seconds: float = 30.0
+    keep_alive: bool = True
+    """Reuse connections to a service (pooled, HTTP/1.1 keep-alive). ``false`` opens one per call
+    and closes it after the answer, as the tutorial's snippets do: each call then pays a TCP
+    handshake, one more round trip across a network (the hosts lab shows what that costs)."""
     internal_token: str = field(
         default=DEV_INTERNAL_TOKEN, repr=False, metadata={"env": "BLOG_INTERNAL_TOKEN"}
     )
+    """The monolith's own internal credential (``/api/health``'s details), and every service's
+    outside production when it has none of its own."""
+    service_tokens: dict[str, str] = field(
+        default_factory=dict, repr=False, metadata={"internal": True}
+    )
+    """Each service's own credential, from ``BLOG_INTERNAL_TOKEN_<DOMAIN>`` (see
+    :meth:`Config.internal_token`)."""
+
+
+def service_token_env(domain: str) -> str:
+    """The environment variable holding ``domain``'s own internal credential."""
+    return f"BLOG_INTERNAL_TOKEN_{domain.upper()}"
+
+
+MIN_SECRET_BYTES = 32
+"""The shortest HS256 key production accepts (RFC 7518 asks for at least the hash's size)."""
+
+
+RATE_LIMIT_STORAGE_SCHEMES = ("redis", "rediss", "redis+unix", "memory")
+
+
+@dataclass(frozen=True)
+class RateLimitsConfig:
+    """Limits at the edge (``blog.web.limits``). Each limit is flask-limiter's notation: one or
+    more of ``<count> per <second|minute|hour|day>`` (or ``10/minute``), joined by ``;``."""
+
+    enabled: bool = True
+    storage_url: str = "redis://127.0.0.1:6379/0"
+    """Where the counts live, shared by every worker and process of the monolith (Redis); if it
+    cannot be reached, each process counts in its own memory, and says so at start.
+    ``memory://``: per process, on purpose."""
+    key_prefix: str = "strangler-blog"
+    strategy: Literal["moving-window", "sliding-window-counter", "fixed-window"] = "moving-window"
+    login_per_account: str = "10 per minute; 50 per hour"
+    login_per_address: str = "30 per minute"
+    register_per_address: str = "10 per hour"
+    writes_per_user: str = "60 per minute"
+    """Posts, edits, deletions, comments, uploads, payments and renames, together."""
+
+    def limits(self) -> dict[str, str]:
+        """Every limit, by its key."""
+        return {
+            name: getattr(self, name)
+            for name in (
+                "login_per_account",
+                "login_per_address",
+                "register_per_address",
+                "writes_per_user",
+            )
+        }
 
 
 def _default_services() -> dict[str, ServiceConfig]:
@@ -191,12 +256,42 @@ def _default_services() -> dict[str, ServiceConfig]:
     }
 
 
+NETWORK_LINK_KEYS = ("rtt_ms", "jitter_ms", "bandwidth_mbit", "loss_percent")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The network between the hosts of ``flask --app blog hosts up`` (nothing else reads it):
+    what a link to an extracted service's host costs. Loopback on one machine costs a few
+    microseconds; these settings put the distance of a real network between the monolith and
+    each service (a delay proxy for RTT and jitter, ``tc tbf`` for bandwidth, nftables for loss).
+    """
+
+    rtt_ms: float = 0.0
+    jitter_ms: float = 0.0
+    """A round trip varies within ``rtt_ms ± jitter_ms`` (so at most ``rtt_ms``)."""
+    bandwidth_mbit: float | None = None
+    """Each direction of the link, in Mbit/s; null: unlimited."""
+    loss_percent: float = 0.0
+    """Packets dropped at random on each direction of the link (0 to 100, exclusive)."""
+    domains: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    """Per domain, any of the settings above: ``images: {rtt_ms: 10}``."""
+
+    def link(self, domain: str) -> NetworkConfig:
+        """The settings of the links to ``domain``'s hosts: its own over the common ones."""
+        own = self.domains.get(domain, {})
+        return dataclasses.replace(self, **own, domains={})  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Config:
     env: Literal["development", "production", "testing"] = "development"
     database_url: str = "sqlite:///instance/blog.db"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_json_bytes: int = 1024 * 1024
+    server_timing: bool | None = None
+    """Send ``Server-Timing`` (each domain call of a request: the internal call graph)? null:
+    everywhere but ``env: production``."""
     secret_key: str = field(default=DEV_SECRET_KEY, repr=False, metadata={"env": "BLOG_SECRET_KEY"})
     auth: AuthConfig = field(default_factory=AuthConfig)
     posts: PostsConfig = field(default_factory=PostsConfig)
@@ -207,11 +302,36 @@ class Config:
     transport: TransportConfig = field(default_factory=TransportConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
     services: dict[str, ServiceConfig] = field(default_factory=_default_services)
     source: str = field(default="<defaults>", metadata={"internal": True})
 
     def mode(self, domain: str) -> str:
         return self.services[domain].mode
+
+    def internal_token(self, domain: str) -> str:
+        """``domain``'s own service credential: ``BLOG_INTERNAL_TOKEN_<DOMAIN>``, or, outside
+        production only, the shared ``BLOG_INTERNAL_TOKEN``.
+
+        One secret per service, because a service that holds a secret can mint any token signed
+        with it: with one shared secret, whoever takes over the images service (it decodes
+        hostile files) could call auth and payments as the monolith. Asked for by the processes
+        that need it (the monolith for each service it calls, a service for its own), when they
+        are built: production refuses to start on the shared fallback.
+        """
+        token = self.transport.service_tokens.get(domain)
+        if token:
+            return token
+        if self.env == "production":
+            raise ConfigError(
+                f"{service_token_env(domain)}: required in production (each service has a "
+                "credential of its own; the shared BLOG_INTERNAL_TOKEN is refused for it)"
+            )
+        return self.transport.internal_token
+
+    def server_timing_sent(self) -> bool:
+        return self.server_timing if self.server_timing is not None else self.env != "production"
 
     def service_database_url(self, domain: str) -> str:
         """The extracted service's own database (default: a SQLite file beside the monolith's)."""
@@ -247,7 +367,13 @@ def load_config(
         raw = _deep_merge(raw, overrides)
     config = _build(Config, raw, "", environ)
     config = _resolve_paths(config, path.parent if path.exists() else PROJECT_ROOT)
-    config = dataclasses.replace(config, source=str(path))
+    config = dataclasses.replace(
+        config,
+        source=str(path),
+        transport=dataclasses.replace(
+            config.transport, service_tokens=_service_tokens(config, environ)
+        ),
+    )
     workers = environ.get(SERVER_WORKERS_ENV)
     if workers:  # the launcher runs this server with another worker count than the file says
         if not workers.isdigit():
@@ -258,6 +384,14 @@ def load_config(
         config = dataclasses.replace(config, server=server)
     _check_semantics(config)
     return config
+
+
+def _service_tokens(config: Config, environ: Mapping[str, str]) -> dict[str, str]:
+    return {
+        domain: environ[service_token_env(domain)]
+        for domain in config.services
+        if environ.get(service_token_env(domain))
+    }
 
 
 def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -487,20 +621,122 @@ def _check_semantics(config: Config) -> None:
         raise ConfigError(
             "payments.provider: 'stripe' needs the STRIPE_API_KEY environment variable"
         )
+    _check_events(config.events)
+    _check_rate_limits(config.rate_limits)
+    _check_network(config.network, set(config.services))
     if config.env == "production":
-        dev_defaults = [
-            env
-            for value, dev, env in (
-                (config.secret_key, DEV_SECRET_KEY, "BLOG_SECRET_KEY"),
-                (config.auth.jwt_secret, DEV_JWT_SECRET, "BLOG_JWT_SECRET"),
-                (config.transport.internal_token, DEV_INTERNAL_TOKEN, "BLOG_INTERNAL_TOKEN"),
-            )
-            if value == dev
-        ]
-        if dev_defaults:
+        _check_production_secrets(config)
+
+
+def _check_events(events: EventsConfig) -> None:
+    if events.redelivery_max_attempts < 1:
+        raise ConfigError("events.redelivery_max_attempts: at least 1")
+    if not 0 < events.redelivery_initial_seconds <= events.redelivery_max_seconds:
+        raise ConfigError(
+            "events.redelivery_initial_seconds: above 0, and not above redelivery_max_seconds"
+        )
+    for key in ("outbox_retention_seconds", "outbox_cleanup_interval_seconds"):
+        if getattr(events, key) <= 0:
+            raise ConfigError(f"events.{key}: must be a positive number of seconds")
+    if events.outbox_cleanup_batch < 1:
+        raise ConfigError("events.outbox_cleanup_batch: at least 1 row")
+
+
+def _check_rate_limits(settings: RateLimitsConfig) -> None:
+    from limits import parse_many
+
+    scheme = settings.storage_url.partition("://")[0]
+    if scheme not in RATE_LIMIT_STORAGE_SCHEMES or "://" not in settings.storage_url:
+        raise ConfigError(
+            f"rate_limits.storage_url: {settings.storage_url!r} is not a storage flask-limiter "
+            f"runs on here; use a {' or '.join(RATE_LIMIT_STORAGE_SCHEMES)}:// URL"
+        )
+    for name, value in settings.limits().items():
+        try:
+            parsed = parse_many(value)
+        except ValueError:
+            parsed = []
+        if not parsed:
             raise ConfigError(
-                "env: production refuses to start on development secrets; set "
-                + ", ".join(dev_defaults)
+                f"rate_limits.{name}: {value!r} is not a rate limit; write e.g. "
+                "'10 per minute' or '5/second; 100/day'"
             )
-        if len(config.auth.jwt_secret.encode()) < 32:
-            raise ConfigError("BLOG_JWT_SECRET: must be at least 32 bytes in production")
+
+
+def _check_network(network: NetworkConfig, domains: set[str]) -> None:
+    """The common link and each domain's: numbers in range (``domains`` is an open mapping, so
+    its keys and values are checked here rather than by the dataclass)."""
+    links: list[tuple[str, Mapping[str, Any]]] = [
+        ("network.", {k: getattr(network, k) for k in NETWORK_LINK_KEYS})
+    ]
+    for domain, own in network.domains.items():
+        where = f"network.domains.{domain}"
+        if domain not in domains:
+            raise ConfigError(f"{where}: unknown domain; allowed: {', '.join(sorted(domains))}")
+        if not isinstance(own, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of {', '.join(NETWORK_LINK_KEYS)}")
+        for key, value in own.items():
+            if key not in NETWORK_LINK_KEYS:
+                raise ConfigError(
+                    f"{where}.{key}: unknown key; allowed keys here: {', '.join(NETWORK_LINK_KEYS)}"
+                )
+            if isinstance(value, bool) or not (
+                isinstance(value, int | float) or (value is None and key == "bandwidth_mbit")
+            ):
+                raise ConfigError(f"{where}.{key}: expected a number, got {value!r}")
+        links.append(
+            (where + ".", {k: getattr(network.link(domain), k) for k in NETWORK_LINK_KEYS})
+        )
+    for where, link in links:
+        if link["rtt_ms"] < 0 or link["jitter_ms"] < 0:
+            raise ConfigError(f"{where}rtt_ms and jitter_ms: must not be negative")
+        if link["jitter_ms"] > link["rtt_ms"]:
+            raise ConfigError(
+                f"{where}jitter_ms: at most rtt_ms (a round trip varies within rtt ± jitter, "
+                "and never below zero)"
+            )
+        if link["bandwidth_mbit"] is not None and link["bandwidth_mbit"] <= 0:
+            raise ConfigError(f"{where}bandwidth_mbit: a positive number of Mbit/s, or null")
+        if not 0 <= link["loss_percent"] < 100:
+            raise ConfigError(f"{where}loss_percent: from 0 up to (not including) 100")
+
+
+def _check_production_secrets(config: Config) -> None:
+    service_tokens = {
+        service_token_env(domain): token
+        for domain, token in config.transport.service_tokens.items()
+    }
+    dev_defaults = [
+        env
+        for value, dev, env in (
+            (config.secret_key, DEV_SECRET_KEY, "BLOG_SECRET_KEY"),
+            (config.auth.jwt_secret, DEV_JWT_SECRET, "BLOG_JWT_SECRET"),
+            (config.transport.internal_token, DEV_INTERNAL_TOKEN, "BLOG_INTERNAL_TOKEN"),
+            *((token, DEV_INTERNAL_TOKEN, env) for env, token in service_tokens.items()),
+        )
+        if value == dev
+    ]
+    if dev_defaults:
+        raise ConfigError(
+            "env: production refuses to start on development secrets; set "
+            + ", ".join(dev_defaults)
+        )
+    for env, value in (
+        ("BLOG_JWT_SECRET", config.auth.jwt_secret),
+        ("BLOG_INTERNAL_TOKEN", config.transport.internal_token),
+        *sorted(service_tokens.items()),
+    ):
+        if len(value.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"{env}: must be at least {MIN_SECRET_BYTES} bytes in production")
+    holders: dict[str, list[str]] = {}
+    for env, value in (
+        ("BLOG_INTERNAL_TOKEN", config.transport.internal_token),
+        *service_tokens.items(),
+    ):
+        holders.setdefault(value, []).append(env)
+    for names in holders.values():
+        if len(names) > 1:
+            raise ConfigError(
+                f"{', '.join(sorted(names))}: the same secret; each service needs one of its own "
+                "(a service holding another's secret could call it as the monolith)"
+            )

@@ -39,6 +39,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from blog.db import UtcDateTime
+from blog.errors import DomainError, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +82,48 @@ class EventBus(EventPublisher, Protocol):
         """Call ``handler`` for every committed event of ``event_type``."""
 
 
+class SetAside(Protocol):
+    """Where the inline bus keeps an event a consumer refused, to be tried again later
+    (``blog.redelivery``: a table in the monolith's database, so a restart loses nothing)."""
+
+    def set_aside(self, consumer: str, event: Event, error: Exception, *, permanent: bool) -> bool:
+        """Keep ``event`` for ``consumer``; False when it could not be kept (the database is
+        down): the caller then still holds the only copy."""
+
+
+class UnknownConsumer(LookupError):
+    """An event set aside for a consumer that no longer takes it in this process."""
+
+
 class InlineEventBus:
-    """Delivers events in-process, synchronously, right after the publisher's commit."""
+    """Delivers events in-process, synchronously, right after the publisher's commit.
+
+    With ``set_aside`` (the monolith's), an event a consumer refuses is kept and tried again by
+    ``blog.redelivery`` for that consumer alone, however long it takes and across restarts;
+    an error that says the event can never be handled (``InvalidInput``, unless the consumer
+    declared it a "not yet", e.g. an event that overtook the one it depends on) is kept as given
+    up at once. Without it (unit tests, tools), a failure is only logged.
+    """
 
     _PENDING = "blog.pending_events"
 
-    def __init__(self) -> None:
+    def __init__(self, set_aside: SetAside | None = None) -> None:
         self._handlers: dict[str, list[tuple[str, Handler]]] = defaultdict(list)
+        self._retry_on: dict[str, tuple[type[Exception], ...]] = {}
+        self._set_aside = set_aside
 
-    def subscribe(self, event_type: str, handler: Handler, *, consumer: str) -> None:
+    def subscribe(
+        self,
+        event_type: str,
+        handler: Handler,
+        *,
+        consumer: str,
+        retry_on: tuple[type[Exception], ...] = (),
+    ) -> None:
+        """``retry_on``: errors of ``handler`` that mean "not yet" even though they say the
+        input is wrong (the consumer's ``retry_handling_on``)."""
         self._handlers[event_type].append((consumer, handler))
+        self._retry_on[consumer] = retry_on
 
     def publish(self, session: Session, event: Event) -> None:
         pending = session.info.get(self._PENDING)
@@ -111,23 +144,52 @@ class InlineEventBus:
             self.deliver(published)
 
     def deliver(self, published: Event, *, strict: bool = False) -> None:
-        """Hand ``published`` to every subscriber; a failure is logged and, when ``strict``,
-        raised after all subscribers had their turn (so a relay can deliver it again: every
-        consumer is idempotent by event id or by nature)."""
+        """Hand ``published`` to every subscriber. A failure is logged and set aside; when it
+        could not be set aside (no store, or the store failed) and ``strict``, it is raised after
+        all subscribers had their turn, so that the caller (a feed puller) keeps the event and
+        delivers it again: every consumer is idempotent by event id or by nature."""
         failure: Exception | None = None
         for consumer, handler in self._handlers.get(published.type, []):
             try:
                 handler(published)
             except Exception as exc:
-                failure = failure or exc
-                log.exception(
-                    "event handler failed: consumer=%s event=%s id=%s",
+                kept = self._keep(consumer, published, exc)
+                log.log(
+                    logging.WARNING if kept else logging.ERROR,
+                    "event handler failed: consumer=%s event=%s id=%s (%s): %s: %s",
                     consumer,
                     published.type,
                     published.id,
+                    "set aside to try again" if kept else "not kept",
+                    type(exc).__name__,
+                    exc,
+                    exc_info=not isinstance(exc, DomainError),
                 )
+                if not kept:
+                    failure = failure or exc
         if strict and failure is not None:
             raise failure
+
+    def _keep(self, consumer: str, event: Event, error: Exception) -> bool:
+        if self._set_aside is None:
+            return False
+        return self._set_aside.set_aside(
+            consumer, event, error, permanent=self.is_permanent(consumer, error)
+        )
+
+    def is_permanent(self, consumer: str, error: Exception) -> bool:
+        """An error that says the event can never be handled by ``consumer``."""
+        return isinstance(error, InvalidInput) and not isinstance(
+            error, self._retry_on.get(consumer, ())
+        )
+
+    def deliver_to(self, consumer: str, event: Event) -> None:
+        """Hand ``event`` to ``consumer``'s handler alone (a redelivery); its error is raised."""
+        for name, handler in self._handlers.get(event.type, []):
+            if name == consumer:
+                handler(event)
+                return
+        raise UnknownConsumer(f"{consumer} does not take {event.type} events in this process")
 
 
 # --------------------------------------------------------------------------- the outbox

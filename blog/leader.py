@@ -55,9 +55,17 @@ class Leader:
                 handle.close()
                 self._stopping.wait(self._retry)
                 continue
+            if self._stopping.is_set():  # stop() came while we waited for the lock
+                handle.close()
+                return
             self._lock_file = handle
             log.info("%s: this process runs it", self.key)
-            self._start()
+            try:
+                self._start()
+            except BaseException:
+                self._lock_file = None
+                handle.close()  # a standby may try
+                raise
             return
 
     def stop(self) -> None:

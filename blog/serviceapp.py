@@ -66,10 +66,12 @@ def build_app(
     config: Config,
     start: Callable[[], None],
     extra_routes: dict[str, Any] | None = None,
+    credentials: ServiceCredentials | None = None,
 ) -> Flask:
-    middleware = ServiceMiddleware(
-        config, start, ServiceCredentials(config.transport.internal_token), manifest.name
-    )
+    """``credentials``: the service's own (default: built from its secret in ``config``)."""
+    if credentials is None:
+        credentials = ServiceCredentials({manifest.name: config.internal_token(manifest.name)})
+    middleware = ServiceMiddleware(config, start, credentials, manifest.name)
     app = service_app(middleware)
     app.add_route("/ping", _Ping())
     app.add_route("/health", _Health(manifest.name, service))

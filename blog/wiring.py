@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import functools
+import hashlib
 import logging
 import multiprocessing.util
 import os
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from flask import Flask
-from sqlalchemy import Engine, MetaData
+from sqlalchemy import Engine, MetaData, Table
 from sqlalchemy.orm import Session
 
 from blog.auth import AuthService
@@ -54,7 +55,7 @@ from blog.serviceapp import build_app
 from blog.timing import TimedDomain
 from blog.transport import Transport
 from blog.transport.balancing import BalancedTransport
-from blog.transport.credentials import ServiceCredentials
+from blog.transport.credentials import MONOLITH_AUDIENCE, ServiceCredentials
 from blog.transport.faults import FaultInjectingTransport
 from blog.transport.http import PooledHttpTransport
 from blog.transport.resilience import CircuitBreaker, ResilientTransport
@@ -65,7 +66,9 @@ log = logging.getLogger(__name__)
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 """Multipart framing around an upload (boundaries, part headers) on top of the image's bytes."""
 
-JobKind = Literal["relay", "consumer", "feed", "discovery", "registration"]
+JobKind = Literal["relay", "consumer", "feed", "redelivery", "discovery", "registration"]
+"""``relay``: a publisher's outbox work (the RabbitMQ relay, and the outbox retention of the
+relay or of the feed); ``redelivery``: the inline broker's events set aside for another try."""
 
 
 class Job(Protocol):
@@ -96,7 +99,14 @@ class Runtime:
 
     def start(
         self,
-        kinds: Iterable[JobKind] = ("discovery", "registration", "relay", "consumer", "feed"),
+        kinds: Iterable[JobKind] = (
+            "discovery",
+            "registration",
+            "relay",
+            "consumer",
+            "feed",
+            "redelivery",
+        ),
     ) -> None:
         """Prepare the databases and start the background jobs of ``kinds``; once per process
         (a second call returns at once, so a server may call it on every request)."""
@@ -159,6 +169,10 @@ class Monolith(Runtime):
     config: Config | None = None
     domains: Domains | None = None
     engine: Engine | None = None
+    credentials: ServiceCredentials | None = None
+    """Every extracted service's credential, and the monolith's own (``/api/health``)."""
+    redeliveries: Any = None
+    """``blog.redelivery.Redeliveries`` with the inline broker: the events set aside."""
 
     @property
     def registry(self) -> Domains:
@@ -181,10 +195,10 @@ def build_monolith(config: Config, overrides: Mapping[str, Any] | None = None) -
     overrides = dict(overrides or {})
     engine = make_engine(config.database_url)
     sessions = make_session_factory(engine)
-    bus = InlineEventBus()
-    credentials = ServiceCredentials(config.transport.internal_token)
+    credentials = monolith_credentials(config)
     rabbitmq = config.events.broker == "rabbitmq"
-    runtime = Monolith(config=config, engine=engine, engines=[engine])
+    runtime = Monolith(config=config, engine=engine, engines=[engine], credentials=credentials)
+    bus = InlineEventBus() if rabbitmq else _redelivering_bus(config, runtime, engine)
     discovery = Discovery(config, runtime)
     outboxes: dict[str, OutboxEventBus] = {}
     built: dict[str, Any] = {}
@@ -212,7 +226,12 @@ def build_monolith(config: Config, overrides: Mapping[str, Any] | None = None) -
     else:
         for m in MANIFESTS:
             for event_type in m.handles:
-                bus.subscribe(event_type, built[m.name].handle_event, consumer=m.name)
+                bus.subscribe(
+                    event_type,
+                    built[m.name].handle_event,
+                    consumer=m.name,
+                    retry_on=m.retry_handling_on,
+                )
     modes = {m.name: config.mode(m.name) for m in MANIFESTS}
     runtime.domains = Domains(
         **{name: TimedDomain(impl, name, modes[name]) for name, impl in built.items()},
@@ -221,6 +240,70 @@ def build_monolith(config: Config, overrides: Mapping[str, Any] | None = None) -
     )
     runtime.closers.append(runtime.domains.close)
     return runtime
+
+
+def monolith_credentials(config: Config) -> ServiceCredentials:
+    """The monolith's credentials: the secret of every service it calls (each its own in
+    production), and its own shared one for callers of its internals (``/api/health``)."""
+    secrets = {
+        m.name: config.internal_token(m.name)
+        for m in MANIFESTS
+        if config.mode(m.name) != "inprocess"
+    }
+    return ServiceCredentials({**secrets, MONOLITH_AUDIENCE: config.transport.internal_token})
+
+
+def _redelivering_bus(config: Config, runtime: Monolith, engine: Engine) -> InlineEventBus:
+    """The inline bus, setting refused events aside in the monolith's database, and the one job
+    (per database, across the monolith's processes) that tries them again."""
+    from blog.leader import Leader
+    from blog.redelivery import (
+        Redeliveries,
+        RedeliveryJob,
+        RedeliveryPolicy,
+        redelivery_metadata,
+    )
+
+    events = config.events
+    store = Redeliveries(
+        engine,
+        RedeliveryPolicy(
+            events.redelivery_max_attempts,
+            events.redelivery_initial_seconds,
+            events.redelivery_max_seconds,
+        ),
+    )
+    bus = InlineEventBus(store)
+    runtime.redeliveries = store
+    runtime.tables.append((engine, redelivery_metadata))
+    job = RedeliveryJob(store, bus)
+    key = f"redelivery {engine.url.render_as_string(hide_password=True)}"
+    runtime.jobs.append(("redelivery", Leader(key, job.start, job.stop)))
+    return bus
+
+
+def _retain(
+    config: Config,
+    runtime: Runtime,
+    engine: Engine,
+    table: Table,
+    horizon: Callable[[Any], int | None] | None = None,
+) -> None:
+    """Outbox retention (``blog.retention``) for ``table``, in one process per outbox."""
+    from blog.leader import Leader
+    from blog.retention import OutboxRetention
+
+    events = config.events
+    retention = OutboxRetention(
+        engine,
+        table,
+        events.outbox_retention_seconds,
+        batch_size=events.outbox_cleanup_batch,
+        interval_seconds=events.outbox_cleanup_interval_seconds,
+        horizon=horizon,
+    )
+    key = f"retention {engine.url.render_as_string(hide_password=True)} {table.name}"
+    runtime.jobs.append(("relay", Leader(key, retention.start, retention.stop)))
 
 
 def _publisher(
@@ -289,6 +372,7 @@ class Discovery:
                 connect_timeout=settings.connect_timeout_seconds,
                 read_timeout=settings.read_timeout_seconds,
                 pool_size=pool_size,
+                keep_alive=settings.keep_alive,
             ),
             policy=self._config.discovery.balancing,
             ejection_seconds=self._config.discovery.ejection_seconds,
@@ -360,6 +444,7 @@ def _pull_feed(
         functools.partial(bus.deliver, strict=True),
         engine,
         read_timeout=config.transport.read_timeout_seconds,
+        reader=_reader_name(engine),
     )
     if (engine, cursor_metadata) not in runtime.tables:
         runtime.tables.append((engine, cursor_metadata))
@@ -367,6 +452,13 @@ def _pull_feed(
     # event (and send every email) once more.
     key = f"feed {engine.url.render_as_string(hide_password=True)} {m.name}"
     runtime.jobs.append(("feed", Leader(key, puller.start, puller.stop)))
+
+
+def _reader_name(engine: Engine) -> str:
+    """How this monolith names itself to a feed: one name per monolith database (its processes
+    share one cursor and elect one puller), so a feed counts it once."""
+    url = engine.url.render_as_string(hide_password=True)
+    return "monolith-" + hashlib.sha1(url.encode()).hexdigest()[:12]
 
 
 def _link_to_broker(
@@ -390,6 +482,7 @@ def _link_to_broker(
             engine, outbox.table, events.rabbitmq_url, events.exchange, outbox, queues=queues
         )
         runtime.jobs.append(("relay", SingleRelay(relay)))
+        _retain(config, runtime, engine, outbox.table)
     for name, impl in built.items():
         m = manifest(name)
         if not m.handles or (inprocess_only and config.mode(name) != "inprocess"):
@@ -432,6 +525,8 @@ class ServiceRuntime(Runtime):
     app: Flask = field(default_factory=lambda: Flask(__name__))
     service: Any = None
     engine: Engine | None = None
+    credentials: ServiceCredentials | None = None
+    """This service's own credential only: what it checks callers with."""
 
 
 def build_service(domain: str, config: Config) -> ServiceRuntime:
@@ -448,17 +543,33 @@ def build_service(domain: str, config: Config) -> ServiceRuntime:
         else None
     )
     publisher: EventPublisher = outbox if outbox is not None else UndeclaredEvents(domain)
+    credentials = ServiceCredentials({domain: config.internal_token(domain)})
     service = m.build(BuildContext(config, make_session_factory(engine), publisher))
 
     runtime = ServiceRuntime(
-        service=service, engine=engine, tables=[(engine, m.metadata())], engines=[engine]
+        service=service,
+        engine=engine,
+        tables=[(engine, m.metadata())],
+        engines=[engine],
+        credentials=credentials,
     )
     feed: dict[str, Any] = {}
-    if outbox is not None and not rabbitmq:
-        from blog.feed import FeedResource
+    if outbox is not None and outbox_table is not None and not rabbitmq:
+        from blog.feed import (
+            READER_REFRESH_SECONDS,
+            FeedReaders,
+            FeedResource,
+            feed_reader_metadata,
+        )
 
-        feed["/events"] = FeedResource(engine, outbox, config.server.workers > 1)
-    runtime.app = build_app(m, service, config, runtime.start, feed)
+        # A reader counts as alive while it pulled within the retention: rewrite its row well
+        # within that, even when its position stands still.
+        refresh = min(READER_REFRESH_SECONDS, config.events.outbox_retention_seconds / 4)
+        readers = FeedReaders(engine, outbox_table.name, refresh)
+        feed["/events"] = FeedResource(engine, outbox, config.server.workers > 1, readers)
+        runtime.tables.append((engine, feed_reader_metadata))
+        _retain(config, runtime, engine, outbox_table, horizon=readers.horizon)
+    runtime.app = build_app(m, service, config, runtime.start, feed, credentials)
     if rabbitmq:
         _link_to_broker(
             config,
@@ -521,7 +632,7 @@ def connect(domain: str, config: Config, url: str | None = None) -> Any:
             discovery=dataclasses.replace(config.discovery, kind="static"),
         )
     transport = _service_transport(m, config, None, Discovery(config, Runtime()))
-    credentials = ServiceCredentials(config.transport.internal_token)
+    credentials = ServiceCredentials({m.name: config.internal_token(m.name)})
     return remote(m, _resilient(m, config, transport), credentials)
 
 

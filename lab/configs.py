@@ -39,11 +39,13 @@ def _plain(section: Any) -> dict[str, Any]:
 
 
 def cost_settings(config: Config) -> dict[str, Any]:
-    """The configured settings that shape a call's cost, for the monolith and every service."""
+    """The configured settings that shape a call's cost, for the monolith and every service:
+    the server too (``server:``), so that the lab's services run under the one the user runs."""
     images = _plain(config.images)
     images.pop("local_dir")
     images["storage"] = "local"
     return {
+        "server": _plain(config.server),
         "auth": _plain(config.auth),
         "posts": _plain(config.posts),
         "images": images,
@@ -51,6 +53,17 @@ def cost_settings(config: Config) -> dict[str, Any]:
         "max_json_bytes": config.max_json_bytes,
         "log_level": LAB_LOG_LEVEL,
     }
+
+
+LAB_LIMIT = "1000000 per minute"
+
+
+def unlimited(base: Config) -> dict[str, Any]:
+    """The edge's rate limits as configured (the same storage, so a write pays the same Redis
+    round trip), but so high that the lab's load never meets them."""
+    limits = _plain(base.rate_limits)
+    limits.update({name: LAB_LIMIT for name in base.rate_limits.limits()})
+    return limits
 
 
 def monolith_overrides(
@@ -73,6 +86,7 @@ def monolith_overrides(
         "payments": {"provider": "fake", "stripe_api_base": None},
         "email": {"transport": "inbox"},
         "events": {"broker": "inline"},
+        "rate_limits": unlimited(base),
         "services": {
             domain: (
                 {"mode": "http", "url": services[domain]}

@@ -1,12 +1,12 @@
-"""The floor's anatomy: the least a loopback HTTP round trip can cost, below the service stack.
+"""The floor and the ladder's thinnest rungs: the least a loopback HTTP round trip can cost.
 
-    python -m lab.floor_servers PORT            # a blocking socket server, one thread per client
-    gunicorn -c extracted/gunicorn.conf.py lab.floor_servers:app     # gunicorn, no Flask
-    gunicorn -c extracted/gunicorn.conf.py 'lab.floor_servers:flask_app()'   # + bare Flask
+    python -m lab.floor_servers PORT                     # F0: a blocking socket server
+    granian --interface wsgi lab.floor_servers:app       # a server with a bare WSGI function
+    granian --interface wsgi lab.floor_flask:app         # the same server with a bare Flask app
 
-All three answer every request with the bytes the services' ``GET /ping`` answers, so the matrix can
-split the floor into the kernel's loopback round trip with Python on both ends, what gunicorn's
-gthread worker adds, and what Flask and the service's own hooks add on top.
+Every rung answers ``GET /ping`` with the bytes the services' ``/ping`` answers, so the matrix
+can split a hop into the kernel's loopback round trip with Python on both ends (F0), what each
+HTTP server adds to it, what Flask adds, and what the service's own hooks add on top.
 """
 
 from __future__ import annotations
@@ -22,23 +22,9 @@ RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    """A bare WSGI app: what gunicorn costs without Flask."""
+    """A bare WSGI function: what a server costs with no framework on top."""
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "4")])
     return [PONG]
-
-
-def flask_app() -> Any:
-    """A bare Flask app with the services' ``/ping``: Flask's share without the services' hooks
-    (request ids, Server-Timing, the service-credential check, JSON errors)."""
-    from flask import Flask
-
-    flask = Flask("floor")
-
-    @flask.get("/ping")
-    def ping() -> Any:
-        return "pong", 200, {"Content-Type": "text/plain"}
-
-    return flask
 
 
 def _serve(client: socket.socket) -> None:
@@ -52,6 +38,8 @@ def _serve(client: socket.socket) -> None:
 
 
 def main(port: int) -> None:
+    """F0's server: one thread per connection, a fixed answer to whatever arrives; no parsing,
+    so what is left is the two processes and the kernel between them."""
     with socket.create_server(("127.0.0.1", port)) as server:
         while True:
             client, _ = server.accept()

@@ -27,6 +27,17 @@ from blog.wiring import Domains, build_monolith, runtime_of
 T = TypeVar("T")
 
 
+TEST_RATE_LIMITS: dict[str, Any] = {
+    "storage_url": "memory://",
+    "login_per_account": "100000 per minute",
+    "login_per_address": "100000 per minute",
+    "register_per_address": "100000 per minute",
+    "writes_per_user": "100000 per minute",
+}
+"""The suite never trips a limit by accident: each test's app counts in its own memory, with
+limits no test reaches. The tests of the limits set their own (tests/api/test_rate_limits.py)."""
+
+
 def config_overrides(tmp_path: Path, **extra: Any) -> dict[str, Any]:
     """Config overrides that keep a test's state inside its own tmp_path."""
     overrides: dict[str, Any] = {
@@ -35,6 +46,7 @@ def config_overrides(tmp_path: Path, **extra: Any) -> dict[str, Any]:
         "log_level": "WARNING",
         "auth": {"bcrypt_rounds": 4},
         "images": {"local_dir": str(tmp_path / "images")},
+        "rate_limits": TEST_RATE_LIMITS,
     }
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(overrides.get(key), dict):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import unicodedata
+from typing import Any, cast
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from blog.auth import (
@@ -18,18 +18,40 @@ from blog.auth import (
     User,
     UserNotFound,
 )
-from blog.auth.models import UserRow
+from blog.auth.addresses import NotPlainAddress, canonical_address
+from blog.auth.models import NameVersionRow, UserRow
 from blog.auth.passwords import MAX_LENGTH, MIN_LENGTH, check_password, hash_password
 from blog.auth.tokens import decode_token, issue_token
 from blog.config import AuthConfig
 from blog.db import isoformat, ping, transaction, utcnow
-from blog.errors import invalid, positive_int
+from blog.errors import (
+    Conflict,
+    invalid,
+    is_transient_database_error,
+    positive_int,
+    storable_id,
+    unstorable_text,
+)
 from blog.events import USER_REGISTERED, USER_RENAMED, Event, EventPublisher
 
 EMAIL_MAX = 254
 NAME_MAX = 100
 BAD_CREDENTIALS = "the email or password is incorrect"
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+RENAME_ATTEMPTS = 50
+"""How often a rename that lost the race for the user's next name version starts over: each
+loss means another rename of the same user committed meanwhile, so the loop always progresses."""
+
+BIDI_CONTROLS = frozenset(
+    "\u202a\u202b\u202c\u202d\u202e"  # embeddings and overrides
+    "\u2066\u2067\u2068\u2069"  # isolates
+    "\u200e\u200f\u061c"  # LRM, RLM, ALM
+)
+"""Characters that reorder the text around them: in a display name they make a name read as
+another ("Ada\u202eevil" shows as "Adaevil" reversed), on a post and in an email alike."""
+
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+"""Characters classed as letters or symbols that show nothing (Hangul fillers, the blank
+braille pattern): the usual way to make an invisible name look like a real one."""
 
 
 def _string(value: object, field: str) -> str:
@@ -47,19 +69,57 @@ def _storable(value: str) -> bool:
     return not any(unicodedata.category(char) == "Cc" for char in value)
 
 
+def _storable_or_400(value: str, field: str) -> None:
+    """What no database can hold (NUL, lone surrogates) is a 400 naming the field, even where
+    other malformed text gets a vaguer answer (a login)."""
+    problem = unstorable_text(value)
+    if problem is not None:
+        raise invalid(field, problem)
+
+
 def _email(value: object) -> str:
-    email = _string(value, "email").strip().lower()
-    if len(email) > EMAIL_MAX or not _EMAIL.fullmatch(email) or not _storable(email):
-        raise invalid("email", "must be a valid email address")
-    return email
+    """The canonical plain address (see ``blog.auth.addresses``), or a 400 naming ``email``."""
+    text = _string(value, "email")
+    _storable_or_400(text, "email")
+    try:
+        return canonical_address(text)
+    except NotPlainAddress as exc:
+        raise invalid("email", f"must be a plain address such as ada@example.com ({exc})") from None
+
+
+def _login_email(value: object) -> str:
+    """The spelling to look an account up by: the canonical address, or (for a string that is
+    not a plain address) the old normalisation, stripped and lower-cased, so that an account
+    registered before addresses were checked this strictly can still sign in."""
+    text = _string(value, "email")
+    _storable_or_400(text, "email")
+    try:
+        return canonical_address(text)
+    except NotPlainAddress:
+        return text.strip().lower()
+
+
+def _visible(char: str) -> bool:
+    """Whether ``char`` shows something on its own: not a control, format, space, separator,
+    private-use or unassigned character, not a combining mark, not a blank letter."""
+    return unicodedata.category(char)[0] not in "CZM" and char not in BLANK_LETTERS
 
 
 def _name(value: object) -> str:
+    """A display name: shown on posts, in emails and to every reader, so it must read as what it
+    is. Refused (400 naming ``name``): control characters, bidi controls anywhere (they reorder
+    what follows, and can make a name impersonate another), and names that show nothing (only
+    spaces, format, zero-width or blank characters)."""
     name = _string(value, "name").strip()
+    _storable_or_400(name, "name")
     if not 1 <= len(name) <= NAME_MAX:
         raise invalid("name", f"must be 1 to {NAME_MAX} characters")
     if not _storable(name):
         raise invalid("name", "must not contain control characters")
+    if any(char in BIDI_CONTROLS for char in name):
+        raise invalid("name", "must not contain bidirectional control characters")
+    if not any(_visible(char) for char in name):
+        raise invalid("name", "must contain at least one visible character")
     return name
 
 
@@ -78,6 +138,40 @@ def _password(value: object) -> str:
 
 def _user_id(value: object) -> int:
     return positive_int(value, "user_id")
+
+
+def _not_found(user_id: int) -> UserNotFound:
+    return UserNotFound(f"user {user_id} does not exist")
+
+
+class _LostRace(Exception):
+    """Another rename of the same user took the version this one meant to write."""
+
+
+def _claim_next_name_version(session: Session, user_id: int) -> int:
+    """The user's next name version, claimed in ``session``'s transaction by compare-and-set, or
+    ``_LostRace`` when a concurrent rename claimed it first (it then commits first: the versions
+    follow the order renames commit in, which is what makes the last committed name win
+    downstream)."""
+    current = session.scalar(
+        select(NameVersionRow.version).where(NameVersionRow.user_id == user_id)
+    )
+    if current is None:
+        session.add(NameVersionRow(user_id=user_id, version=1))
+        session.flush()  # IntegrityError when a concurrent first rename inserted it
+        return 1
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            update(NameVersionRow)
+            .where(NameVersionRow.user_id == user_id, NameVersionRow.version == current)
+            .values(version=current + 1)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    if result.rowcount != 1:
+        raise _LostRace
+    return current + 1
 
 
 def _email_taken() -> EmailTaken:
@@ -125,7 +219,8 @@ class InProcessAuthService:
                     session,
                     Event(
                         USER_REGISTERED,
-                        {"user_id": user.id, "email": user.email, "name": user.name},
+                        # version 0: the name as registered, older than any rename's
+                        {"user_id": user.id, "email": user.email, "name": user.name, "version": 0},
                     ),
                 )
         except IntegrityError:  # a concurrent registration won the race for the unique email
@@ -133,7 +228,7 @@ class InProcessAuthService:
         return user
 
     def login(self, email: str, password: str) -> AccessToken:
-        email = _string(email, "email").strip().lower()
+        email = _login_email(email)
         password = _string(password, "password")
         if len(password) > MAX_LENGTH or len(email) > EMAIL_MAX or not _storable(email):
             raise InvalidCredentials(BAD_CREDENTIALS)  # says nothing about the account
@@ -159,25 +254,52 @@ class InProcessAuthService:
 
     def get_user(self, user_id: int) -> User:
         user_id = _user_id(user_id)
+        if not storable_id(user_id):
+            raise _not_found(user_id)
         with self._session_factory() as session:
             row = session.get(UserRow, user_id)
             if row is None:
-                raise UserNotFound(f"user {user_id} does not exist")
+                raise _not_found(user_id)
             return _to_user(row)
 
     def rename(self, user_id: int, name: str) -> User:
+        """Set the display name; ``user.renamed`` carries the user's name ``version``, a counter
+        bumped in the same transaction, so that consumers receiving renames out of order (two
+        relays, a redelivery) keep the last committed name, not the last delivered one."""
         user_id, name = _user_id(user_id), _name(name)
+        if not storable_id(user_id):
+            raise _not_found(user_id)
+        for _ in range(RENAME_ATTEMPTS):
+            try:
+                return self._rename_once(user_id, name)
+            except (_LostRace, IntegrityError):
+                continue
+            except OperationalError as exc:  # a deadlock's victim (MariaDB): run it again
+                if not is_transient_database_error(exc):
+                    raise
+        raise Conflict("name: too many concurrent renames of this user; try again")
+
+    def _rename_once(self, user_id: int, name: str) -> User:
         with transaction(self._session_factory) as session:
-            row = session.get(UserRow, user_id)
+            # FOR UPDATE (PostgreSQL, MariaDB): renames of one user queue here and read the
+            # committed name. SQLite has no row locks; the version's compare-and-set catches a
+            # rename that committed meanwhile, and this one starts over.
+            row = session.get(UserRow, user_id, with_for_update=True)
             if row is None:
-                raise UserNotFound(f"user {user_id} does not exist")
+                raise _not_found(user_id)
             if row.name != name:
+                version = _claim_next_name_version(session, user_id)
                 old_name, row.name, row.updated_at = row.name, name, utcnow()
                 self._bus.publish(
                     session,
                     Event(
                         USER_RENAMED,
-                        {"user_id": user_id, "name": name, "old_name": old_name},
+                        {
+                            "user_id": user_id,
+                            "name": name,
+                            "old_name": old_name,
+                            "version": version,
+                        },
                     ),
                 )
             return _to_user(row)

@@ -13,12 +13,12 @@ import jwt
 
 from blog.auth import InvalidToken
 from blog.config import AuthConfig
+from blog.errors import MAX_STORED_ID
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "iat", "exp", "iss"]
 MAX_TOKEN_LENGTH = 4096
 _USER_ID = re.compile(r"[1-9][0-9]{0,18}")
-MAX_ID = 2**63 - 1
 
 
 def issue_token(user_id: int, config: AuthConfig, now: datetime | None = None) -> str:
@@ -49,6 +49,7 @@ def decode_token(token: object, config: AuthConfig) -> int:
     except jwt.PyJWTError:
         raise InvalidToken("the token is invalid") from None
     subject = claims["sub"]
-    if not _USER_ID.fullmatch(subject) or int(subject) > MAX_ID:
+    # A user id no row can have is as invalid as a malformed one (and must reach no query).
+    if not _USER_ID.fullmatch(subject) or int(subject) > MAX_STORED_ID:
         raise InvalidToken("the token is invalid")
     return int(subject)

@@ -54,3 +54,17 @@ class ProcessedEvent(EmailBase):
     event_id: Mapped[str] = mapped_column(String(EVENT_ID_MAX), primary_key=True)
     event_type: Mapped[str] = mapped_column(String(64))
     processed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class NameVersion(EmailBase):
+    """The latest name version applied for each user (auth's per-user rename counter, carried
+    by ``user.renamed``; a registration is version 0), with that name: a rename delivered after
+    a newer one changes nothing, and a registration delivered after a rename keeps the renamed
+    name. Its own table: existing databases get new tables at start, never new columns.
+    """
+
+    __tablename__ = "email_name_versions"
+
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))

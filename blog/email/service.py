@@ -12,10 +12,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from email.utils import getaddresses, parseaddr
+from typing import Any, cast
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, CursorResult, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from blog.db import isoformat, ping, transaction, utcnow
@@ -25,10 +26,11 @@ from blog.email.models import (
     EVENT_ID_MAX,
     EmailMessageRecord,
     EmailRecipient,
+    NameVersion,
     ProcessedEvent,
 )
 from blog.email.transports import EmailTransport
-from blog.errors import invalid
+from blog.errors import invalid, storable_id, unstorable_text
 from blog.events import PAYMENT_COMPLETED, POST_CREATED, USER_REGISTERED, USER_RENAMED, Event
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ PRODUCT_NAME = "Strangler Blog"
 INBOX_LIMIT_MAX = 200
 SUBJECT_MAX = 200
 SIGNATURE = f"\n\nThe {PRODUCT_NAME} team\n"
+RECORD_ATTEMPTS = 10
+"""How often recording a handled event starts over after losing a race that is not about the
+event itself (two renames of one user inserting its first name version at once, a deadlock)."""
 
 # Currencies whose minor unit is not a hundredth (the ISO 4217 exponents Stripe uses).
 _ZERO_DECIMAL = frozenset(
@@ -82,11 +87,13 @@ class _Draft:
 
 @dataclass(frozen=True)
 class _RecipientChange:
-    """``email=None`` renames a recipient we know and ignores one we do not."""
+    """``email=None`` renames a recipient (one we do not know yet gets the name when it
+    registers); ``version`` orders the changes of one user's name (registration: 0)."""
 
     user_id: int
     name: str
     email: str | None = None
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -145,23 +152,24 @@ class InProcessEmailService:
         if draft is not None:
             draft = _Draft(draft.to, _one_line(draft.subject), draft.body)
             self._transport.send(self._from_address, draft.to, draft.subject, draft.body)
-        try:
-            self._record(event, outcome.recipient, draft)
-        except IntegrityError:
-            if not self._is_processed(event.id):
-                raise  # another constraint (a racing recipient insert): let the broker retry
-            log.warning(
-                "email: event %s (%s) was handled concurrently; its email may have gone out twice",
-                event.id,
-                event.type,
-            )
-            return False
-        log.info(
-            "email: handled event %s (%s)%s",
-            event.id,
-            event.type,
-            f", mailed {draft.to}" if draft else "",
-        )
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                self._record(event, outcome.recipient, draft)
+                break
+            except (IntegrityError, OperationalError):
+                if self._is_processed(event.id):
+                    log.warning(
+                        "email: event %s (%s) was handled concurrently; its email may have gone "
+                        "out twice",
+                        event.id,
+                        event.type,
+                    )
+                    return False
+                if attempt == RECORD_ATTEMPTS - 1:
+                    raise  # let the broker retry
+        # Ids only: an address is personal data, and INFO logs are kept and shipped widely.
+        mailed = ", mailed" if draft else ""
+        log.info("email: handled event %s (%s)%s", event.id, event.type, mailed)
         return True
 
     def list_inbox(self, limit: int = 50) -> list[EmailMessage]:
@@ -221,7 +229,8 @@ class InProcessEmailService:
     # ------------------------------------------------------------------ one handler per event
 
     def _on_user_registered(self, data: Mapping[str, Any]) -> _Outcome:
-        user_id, email, name = _int(data, "user_id"), _address(data, "email"), _str(data, "name")
+        user_id, email, name = _user(data, "user_id"), _address(data, "email"), _str(data, "name")
+        name = self._newest_name(user_id, name)
         body = (
             f"{_greeting(name)}\n\nwelcome to {PRODUCT_NAME}! Your account is ready: sign in "
             f"with {email} to start writing and commenting.{SIGNATURE}"
@@ -233,12 +242,21 @@ class InProcessEmailService:
 
     def _on_user_renamed(self, data: Mapping[str, Any]) -> _Outcome:
         # old_name is in the payload but unused: a tolerant reader requires only what it needs.
-        return _Outcome(recipient=_RecipientChange(_int(data, "user_id"), _str(data, "name")))
+        change = _RecipientChange(
+            _user(data, "user_id"), _str(data, "name"), version=_version(data)
+        )
+        return _Outcome(recipient=change)
+
+    def _newest_name(self, user_id: int, name: str) -> str:
+        """The name to welcome a user by: a rename that overtook the registration wins."""
+        with self._session_factory() as session:
+            held = session.get(NameVersion, user_id)
+        return held.name if held is not None and held.version > 0 else name
 
     def _on_post_created(self, data: Mapping[str, Any]) -> _Outcome:
         post_id, title = _int(data, "post_id"), _str(data, "title")
         # Our own copy of the name, not author_name: it follows user.renamed.
-        author = self._recipient(_int(data, "author_id"))
+        author = self._recipient(_user(data, "author_id"))
         body = (
             f"{_greeting(author.name)}\n\nyour post '{title}' is published "
             f"(post #{post_id}).{SIGNATURE}"
@@ -257,7 +275,7 @@ class InProcessEmailService:
             )
         if reference is not None and not isinstance(reference, str):
             raise _malformed(data, "provider_ref", "a string or null")
-        payer = self._recipient(_int(data, "user_id"))
+        payer = self._recipient(_user(data, "user_id"))
         total = format_amount(amount, currency)
         lines = [f"Payment:   #{payment_id}", f"Amount:    {total}"]
         if reference:
@@ -276,15 +294,54 @@ class InProcessEmailService:
 
 
 def _apply(session: Session, change: _RecipientChange) -> None:
+    """Apply a registration or a rename, unless a later version of the user's name is held.
+
+    The version is compared and written by one conditional UPDATE (a compare-and-set), which
+    holds the user's version row until this transaction commits (a row lock; SQLite's single
+    writer): a concurrent change of the same user waits, then sees this one's version. Renames
+    delivered out of order therefore leave the last *committed* name, not the last delivered.
+    A first change racing another inserts the same key: the loser's IntegrityError makes
+    ``handle_event`` record the event again.
+    """
+    newer: ColumnElement[bool] = (
+        NameVersion.version < change.version if change.version > 0 else NameVersion.version == 0
+    )
+    claimed = cast(
+        CursorResult[Any],
+        session.execute(
+            update(NameVersion)
+            .where(NameVersion.user_id == change.user_id, newer)
+            .values(version=change.version, name=change.name)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    name = change.name
+    if claimed.rowcount != 1:
+        held = session.scalar(select(NameVersion).where(NameVersion.user_id == change.user_id))
+        if held is None:
+            session.add(
+                NameVersion(user_id=change.user_id, version=change.version, name=change.name)
+            )
+            session.flush()
+        elif change.email is None:
+            log.info(
+                "email: rename of user %s to version %s ignored: version %s is held",
+                change.user_id,
+                change.version,
+                held.version,
+            )
+            return
+        else:  # a registration delivered after a rename: the renamed name stays
+            name = held.name
     row = session.get(EmailRecipient, change.user_id)
     if row is not None:
-        row.name = change.name
+        row.name = name
         if change.email is not None:
             row.email = change.email
     elif change.email is not None:
-        session.add(EmailRecipient(user_id=change.user_id, email=change.email, name=change.name))
+        session.add(EmailRecipient(user_id=change.user_id, email=change.email, name=name))
     else:
-        log.info("email: rename of unknown user %s ignored", change.user_id)
+        log.info("email: rename of unknown user %s kept for its registration", change.user_id)
 
 
 def _malformed(data: Mapping[str, Any], key: str, expected: str) -> MalformedEvent:
@@ -300,16 +357,42 @@ def _int(data: Mapping[str, Any], key: str) -> int:
     return value
 
 
+def _user(data: Mapping[str, Any], key: str) -> int:
+    """A user id: one no row can have is malformed (and must reach no query)."""
+    value = _int(data, key)
+    if value < 1 or not storable_id(value):
+        raise MalformedEvent(f"data.{key} must be a user id", details={"field": key})
+    return value
+
+
+def _version(data: Mapping[str, Any]) -> int:
+    """A rename's name version; an event from before versions carries none: 0."""
+    value = data.get("version", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**31 - 1:
+        raise _malformed(data, "version", "a non-negative integer")
+    return value
+
+
 def _str(data: Mapping[str, Any], key: str) -> str:
     value = data.get(key)
     if not isinstance(value, str):
         raise _malformed(data, key, "a string")
+    problem = unstorable_text(value)
+    if problem is not None:
+        raise MalformedEvent(f"data.{key} {problem}", details={"field": key})
     return value
 
 
 def _address(data: Mapping[str, Any], key: str) -> str:
+    """Auth sends only plain addresses; this makes sure no event can make us mail another
+    recipient, or several: the address must be one a mail parser reads as itself."""
     value = _str(data, key)
-    if len(value) > EMAIL_MAX or not _ADDRESS.fullmatch(value):
+    if (
+        len(value) > EMAIL_MAX
+        or not _ADDRESS.fullmatch(value)
+        or parseaddr(value) != ("", value)
+        or getaddresses([value]) != [("", value)]
+    ):
         raise MalformedEvent(f"data.{key} must be an email address", details={"field": key})
     return value
 

@@ -33,7 +33,7 @@ class InboxTransport:
     name = "inbox"
 
     def send(self, from_address: str, to: str, subject: str, body: str) -> None:
-        log.debug("inbox transport: message to %s kept in the inbox only", to)
+        log.debug("inbox transport: message kept in the inbox only")
 
 
 class SmtpTransport:
@@ -76,18 +76,22 @@ class SmtpTransport:
                 if self.username:
                     smtp.login(self.username, self._password)
                 smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            # Its text names the recipient: an address is personal data, and this message is
+            # logged and travels as the error's message.
+            codes = sorted({code for code, _ in exc.recipients.values()})
+            raise EmailTransportError(
+                f"SMTP delivery via {self.host}:{self.port} failed: the server refused the "
+                f"recipient ({', '.join(str(code) for code in codes)})",
+                details={"host": self.host, "port": self.port},
+            ) from exc
         except (smtplib.SMTPException, OSError) as exc:  # ssl.SSLError is an OSError
             raise EmailTransportError(
                 f"SMTP delivery via {self.host}:{self.port} failed: {exc}",
                 details={"host": self.host, "port": self.port},
             ) from exc
-        log.info(
-            "smtp transport: sent %s to %s via %s:%s",
-            message["Message-ID"],
-            to,
-            self.host,
-            self.port,
-        )
+        # Not the recipient: an address is personal data, and INFO logs travel far.
+        log.info("smtp transport: sent %s via %s:%s", message["Message-ID"], self.host, self.port)
 
 
 def build_message(from_address: str, to: str, subject: str, body: str) -> EmailMessage:

@@ -64,12 +64,18 @@ class NoSessions(SessionInterface):
 
 
 def _install_request_ids(app: Flask) -> None:
+    # Server-Timing names every domain call a request made: the internal call graph, which is
+    # for developers and the latency lab, not for the public in production (unless config says
+    # so). Without it, the calls are not even recorded.
+    settings = app.config.get("BLOG")
+    send_timing = settings.server_timing_sent() if settings is not None else True
+
     @app.before_request
     def _take_request_id() -> None:
         g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         request_id_var.set(g.request_id)  # carried to every service call this request makes
         g.started_at = time.perf_counter()
-        calls_var.set([])
+        calls_var.set([] if send_timing else None)
 
     @app.after_request
     def _stamp_response(response: Response) -> Response:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from blog.config import ImagesConfig
 from blog.db import transaction
-from blog.errors import DomainError
+from blog.errors import DomainError, invalid, unstorable_text
 from blog.images import (
     ImageBlob,
     ImageNotFound,
@@ -65,6 +65,7 @@ class InProcessImagesService:
             )
         if not data:
             raise InvalidImage("the upload is empty")
+        original_filename = _clean_filename(filename)
         jpeg, size, original_format = self._render(data)
         key = f"{uuid4().hex}.jpg"
         self._storage.put(key, jpeg, "image/jpeg")
@@ -78,7 +79,7 @@ class InProcessImagesService:
                         size_bytes=len(jpeg),
                         original_format=original_format,
                         original_content_type=Image.MIME.get(original_format, "unknown"),
-                        original_filename=_clean_filename(filename),
+                        original_filename=original_filename,
                     )
                 )
         except SQLAlchemyError as exc:
@@ -192,8 +193,19 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _clean_filename(filename: str | None) -> str | None:
-    """Control characters are dropped: some databases (PostgreSQL) reject NUL in text."""
+    """The client's name for the file, kept as a note (it never names anything on disk).
+
+    What no database can store (a NUL, which PostgreSQL refuses; a lone surrogate) is refused
+    with a 400 naming ``filename``, as in every other text field; other control and format
+    characters are only dropped (they are harmless there, just noise), and the rest cut to fit
+    the column.
+    """
     if not filename:
         return None
+    if not isinstance(filename, str):
+        raise invalid("filename", "must be a string")
+    problem = unstorable_text(filename)
+    if problem is not None:
+        raise invalid("filename", problem)
     cleaned = "".join(ch for ch in filename if unicodedata.category(ch)[0] != "C")
     return cleaned[:255] or None

@@ -11,6 +11,7 @@ import msgspec
 import urllib3
 
 from blog.contract import JSON, Codec, Operation
+from blog.errors import invalid, unstorable_text
 from blog.httpkit.falcon import send_json
 from blog.images import (
     ImageBlob,
@@ -38,8 +39,14 @@ class MultipartUploadCodec(Codec):
         self._decoder = msgspec.json.Decoder(StoredImage)
 
     def encode_request(self, values: dict[str, Any], headers: dict[str, str]) -> bytes | None:
+        filename = values.get("filename")
+        problem = unstorable_text(filename) if isinstance(filename, str) else None
+        if problem is not None:
+            # What the service would answer, said here: a lone surrogate cannot even be encoded
+            # into the request (JsonCodec refuses its arguments the same way).
+            raise invalid("filename", problem)
         # A filename is always sent: without one the part is a form field, not a file.
-        part = (values.get("filename") or "upload", values["data"], "application/octet-stream")
+        part = (filename or "upload", values["data"], "application/octet-stream")
         body, headers["Content-Type"] = urllib3.encode_multipart_formdata({FIELD: part})
         return body
 

@@ -82,7 +82,9 @@ class PaymentsService(Protocol):
     def get_payment(self, payment_id: int) -> Payment: ...
 
     def reconcile_pending(self, older_than_seconds: int = 60) -> int:
-        """Re-drive payments left ``pending`` by a crash; returns how many were settled."""
+        """Settle payments left ``pending``: re-drive the charge of those the provider never
+        answered (a crash, an outage), and retrieve from the provider those it took but had not
+        settled (``processing``, ``requires_capture``); returns how many were settled."""
 
     def health(self) -> dict[str, object]: ...
 

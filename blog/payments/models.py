@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Integer, String, UniqueConstraint
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from blog.db import UtcDateTime, new_metadata, utcnow
@@ -21,6 +22,15 @@ class PaymentsBase(DeclarativeBase):
 
 
 metadata = PaymentsBase.metadata
+
+ExactString = String(255).with_variant(
+    mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb"
+)
+"""Compared byte for byte everywhere. MariaDB's default collation is case- (and accent-)
+insensitive: there ``order-1`` and ``ORDER-1`` would be one idempotency key, and the second order
+would replay the first one's payment instead of being charged. (A payments table made on MariaDB
+before this needs ``ALTER TABLE payments MODIFY idempotency_key VARCHAR(255) COLLATE
+utf8mb4_bin NOT NULL``.)"""
 
 outbox = outbox_table(metadata, "payments")
 """Events this domain publishes, written in the same transaction as the change."""
@@ -37,7 +47,7 @@ class PaymentRow(PaymentsBase):
     amount: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     payment_method: Mapped[str] = mapped_column(String(255))
-    idempotency_key: Mapped[str] = mapped_column(String(255))
+    idempotency_key: Mapped[str] = mapped_column(ExactString)
     status: Mapped[str] = mapped_column(String(16), index=True)
     provider: Mapped[str] = mapped_column(String(32))
     provider_ref: Mapped[str | None] = mapped_column(String(255))

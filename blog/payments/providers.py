@@ -3,6 +3,12 @@
 Every provider is idempotent by the key it is given: calling ``charge`` again with the same key
 returns the first call's outcome instead of charging again. The service relies on that to re-drive
 a payment left ``pending`` by a crash or a provider outage.
+
+A charge the provider accepted but has not settled yet (Stripe's ``processing``, or
+``requires_capture`` for an authorisation not captured) comes back ``pending`` with its
+reference. Replaying ``charge`` would only replay that first answer (the provider's idempotency
+replays the response, not the payment's current state), so such a payment is settled by
+``retrieve``: asking the provider where that very charge stands now.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from blog.payments import ProviderError
 
 log = logging.getLogger(__name__)
 
-ProviderStatus = Literal["succeeded", "declined"]
+ProviderStatus = Literal["succeeded", "declined", "pending"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,14 @@ class PaymentProvider(Protocol):
 
         Raises ``InvalidInput`` when the request itself is wrong (nothing was charged)
         and ``ProviderError`` when the outcome is unknown (retry later with the same key).
+        ``pending`` (with ``provider_ref``): accepted, not settled yet; ask ``retrieve`` later.
         """
+        ...
+
+    def retrieve(self, provider_ref: str) -> ProviderResult:
+        """Where the charge ``provider_ref`` stands now; one authorised but not captured is
+        captured (the payment asked for a charge, not a hold). ``ProviderError`` when the
+        provider cannot say (never ``InvalidInput``: the reference came from the provider)."""
         ...
 
 
@@ -53,10 +66,14 @@ class FakePaymentProvider:
         "pm_card_chargeDeclinedInsufficientFunds": "insufficient_funds",
         "pm_card_chargeDeclinedExpiredCard": "expired_card",
     }
+    SETTLING_LATER = frozenset({"pm_card_processing"})
+    """Not a Stripe test card: a charge the fake accepts as ``processing`` (as an asynchronous
+    payment method would be), then reports ``succeeded`` to the next ``retrieve``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._charges: dict[str, tuple[tuple[int, str, str], ProviderResult]] = {}
+        self._by_ref: dict[str, ProviderResult] = {}
 
     @property
     def charge_count(self) -> int:
@@ -79,12 +96,25 @@ class FakePaymentProvider:
                 return known[1]
             result = self._decide(payment_method)
             self._charges[idempotency_key] = (request, result)
+            if result.provider_ref is not None:
+                self._by_ref[result.provider_ref] = result
             return result
+
+    def retrieve(self, provider_ref: str) -> ProviderResult:
+        with self._lock:
+            known = self._by_ref.get(provider_ref)
+            if known is None:
+                raise ProviderError(f"the payment provider knows no charge {provider_ref!r}")
+            if known.status == "pending":  # settled meanwhile, as the provider would
+                known = self._by_ref[provider_ref] = ProviderResult("succeeded", provider_ref)
+            return known
 
     def _decide(self, payment_method: str) -> ProviderResult:
         ref = f"pi_fake_{uuid.uuid4().hex[:24]}"
         if payment_method in self.SUCCEEDING:
             return ProviderResult("succeeded", ref)
+        if payment_method in self.SETTLING_LATER:
+            return ProviderResult("pending", ref, None, "payment processing")
         decline_code = self.DECLINING.get(payment_method)
         if decline_code is not None:
             return ProviderResult("declined", ref, decline_code, "Your card was declined.")
@@ -134,9 +164,30 @@ class StripePaymentProvider:
         except stripe.StripeError as exc:
             # Connection, API, rate-limit, auth, permission and idempotency errors: the outcome is
             # unknown or our setup is wrong; either way the payment stays pending.
-            log.warning("stripe call failed: %s: %s", type(exc).__name__, exc)
-            raise ProviderError(f"the payment provider failed: {type(exc).__name__}") from exc
+            raise _provider_error(exc) from exc
         return _result_from_intent(intent)
+
+    def retrieve(self, provider_ref: str) -> ProviderResult:
+        try:
+            intent = self._client.v1.payment_intents.retrieve(provider_ref)
+            if getattr(intent, "status", None) == "requires_capture":
+                # Authorised, not captured: the payment asked for a charge. The key makes a
+                # repeat of the capture (ours, or the SDK's retry) capture once.
+                intent = self._client.v1.payment_intents.capture(
+                    provider_ref, options={"idempotency_key": f"{provider_ref}-capture"}
+                )
+        except stripe.CardError as exc:
+            return _declined_from_card_error(exc)
+        except stripe.StripeError as exc:
+            # Even "no such payment intent" is the provider's inconsistency, not the client's:
+            # the payment stays pending (and is logged) rather than being dropped.
+            raise _provider_error(exc) from exc
+        return _result_from_intent(intent)
+
+
+def _provider_error(exc: stripe.StripeError) -> ProviderError:
+    log.warning("stripe call failed: %s: %s", type(exc).__name__, exc)
+    return ProviderError(f"the payment provider failed: {type(exc).__name__}")
 
 
 def _declined_from_card_error(exc: stripe.CardError) -> ProviderResult:
@@ -151,11 +202,14 @@ def _result_from_intent(intent: stripe.PaymentIntent) -> ProviderResult:
     status = getattr(intent, "status", None)
     if status == "succeeded":
         return ProviderResult("succeeded", intent.id)
-    if status in ("requires_action", "requires_payment_method"):
+    if status in ("requires_action", "requires_payment_method", "canceled"):
         last_error = getattr(intent, "last_payment_error", None)
         decline_code = getattr(last_error, "decline_code", None) or status
         return ProviderResult("declined", intent.id, decline_code, f"payment {status}")
-    # "processing", "requires_capture", ...: not settled; keep the payment pending.
+    if status in ("processing", "requires_capture") and getattr(intent, "id", None):
+        # Accepted, not settled: the payment stays pending, and keeps the intent's id so that
+        # reconciliation can retrieve it (replaying the create would replay this very answer).
+        return ProviderResult("pending", intent.id, None, f"payment {status}")
     raise ProviderError(f"the payment provider left the payment in status {status!r}")
 
 

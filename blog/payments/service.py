@@ -7,13 +7,18 @@ idempotency key is ever charged twice:
    a row that a retry (or ``reconcile_pending``) re-drives with the same provider key;
 2. the provider is idempotent by key, so re-driving replays the first outcome;
 3. settling is a compare-and-set on ``status = 'pending'``, so of two concurrent settlers only one
-   publishes ``payment.completed``.
+   publishes ``payment.completed``;
+4. a charge the provider accepted but has not settled (``processing``, ``requires_capture``)
+   keeps the provider's reference on the pending row, and is settled by *retrieving* it from the
+   provider, since replaying the charge would only replay the provider's first answer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import unicodedata
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any, cast
@@ -23,7 +28,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from blog.db import isoformat, ping, transaction, utcnow
-from blog.errors import MAX_ID, InvalidInput, invalid, positive_int
+from blog.errors import (
+    Conflict,
+    InvalidInput,
+    again_if_transient,
+    invalid,
+    positive_int,
+    storable_id,
+    unstorable_text,
+)
 from blog.events import PAYMENT_COMPLETED, Event, EventPublisher
 from blog.payments import (
     DECLINED,
@@ -40,10 +53,18 @@ from blog.payments.providers import PaymentProvider, ProviderResult
 
 log = logging.getLogger(__name__)
 
+
 # Stripe refuses charges below about 0.50 in most currencies and above 8 digits of minor units.
 MIN_AMOUNT = 50
 MAX_AMOUNT = 99_999_999
 MAX_TEXT = 255
+MAX_RECONCILE_AGE = 10 * 365 * 24 * 3600
+"""Ten years: an age past it selects nothing a cutoff of ten years would not (and a date computed
+from a huge, infinite or NaN age overflows)."""
+CLAIM_ATTEMPTS = 100
+"""How often a charge looks for its key's row again after losing the insert to a concurrent
+request whose row was then dropped (the provider refused that request): each loss means another
+request made progress, so the loop ends; the bound only guards against a bug."""
 
 
 def provider_idempotency_key(user_id: int, idempotency_key: str) -> str:
@@ -80,11 +101,7 @@ class InProcessPaymentsService:
         idempotency_key: str,
     ) -> Payment:
         currency = _validate(user_id, amount, currency, payment_method, idempotency_key)
-        payment = self._find(user_id, idempotency_key)
-        if payment is None:
-            payment = self._insert_pending(
-                user_id, amount, currency, payment_method, idempotency_key
-            )
+        payment = self._find_or_insert(user_id, amount, currency, payment_method, idempotency_key)
         if (payment.amount, payment.currency, payment.payment_method) != (
             amount,
             currency,
@@ -98,9 +115,11 @@ class InProcessPaymentsService:
         return self._drive(payment)
 
     def get_payment(self, payment_id: int) -> Payment:
+        """Any other int is "not found" (the answer this method always gave); an id past what a
+        row can hold (``blog.errors.MAX_STORED_ID``) reaches no query."""
         if isinstance(payment_id, bool) or not isinstance(payment_id, int):
             raise invalid("payment_id", "must be a positive integer")
-        if 1 <= payment_id <= MAX_ID:
+        if payment_id >= 1 and storable_id(payment_id):
             with self._sessions() as session:
                 row = session.get(PaymentRow, payment_id)
                 if row is not None:
@@ -119,13 +138,23 @@ class InProcessPaymentsService:
     # ------------------------------------------------------------------ operations
 
     def reconcile_pending(self, older_than_seconds: float = 60, *, limit: int = 500) -> int:
-        """Re-drive payments left pending by a crash or a provider outage; returns how many settled.
+        """Settle payments left pending; returns how many settled.
 
-        Only rows older than ``older_than_seconds`` are touched, so a charge still in flight in a
-        request is left to that request.
+        One the provider never answered (a crash, an outage) is charged again with its key; one
+        it took but had not settled (``processing``, ``requires_capture``: its reference is on
+        the row) is retrieved from the provider, since a replayed charge would only replay that
+        first answer. Only rows older than ``older_than_seconds`` are touched, so a charge still
+        in flight in a request is left to that request.
         """
-        if isinstance(older_than_seconds, bool) or not isinstance(older_than_seconds, int | float):
-            raise invalid("older_than_seconds", "must be a number of seconds")
+        if (
+            isinstance(older_than_seconds, bool)
+            or not isinstance(older_than_seconds, int | float)
+            or not math.isfinite(older_than_seconds)
+            or not 0 <= older_than_seconds <= MAX_RECONCILE_AGE
+        ):
+            raise invalid(
+                "older_than_seconds", f"must be a number of seconds from 0 to {MAX_RECONCILE_AGE}"
+            )
         cutoff = utcnow() - timedelta(seconds=older_than_seconds)
         with self._sessions() as session:
             rows = session.scalars(
@@ -150,6 +179,37 @@ class InProcessPaymentsService:
 
     # ------------------------------------------------------------------ steps
 
+    def _find_or_insert(
+        self,
+        user_id: int,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        idempotency_key: str,
+    ) -> Payment:
+        """The key's payment row, inserted ``pending`` when there is none yet.
+
+        Concurrent requests with one key race for the insert; a loser continues with the
+        winner's row. That row may be gone already: when the provider refuses the request itself
+        (an unknown payment method) the winner drops it, so that the key can be used again with
+        a corrected request. The loser then starts over (and gets the same refusal), rather
+        than failing on the unique constraint it lost (a 500).
+        """
+        for _ in range(CLAIM_ATTEMPTS):
+            payment = self._find(user_id, idempotency_key)
+            if payment is None:
+                payment = again_if_transient(
+                    lambda: self._insert_pending(
+                        user_id, amount, currency, payment_method, idempotency_key
+                    )
+                )
+            if payment is not None:
+                return payment
+        raise Conflict(
+            "idempotency_key: concurrent requests with this key keep racing; retry",
+            details={"field": "idempotency_key"},
+        )
+
     def _find(self, user_id: int, idempotency_key: str) -> Payment | None:
         with self._sessions() as session:
             row = session.scalars(
@@ -167,8 +227,9 @@ class InProcessPaymentsService:
         currency: str,
         payment_method: str,
         idempotency_key: str,
-    ) -> Payment:
-        """Commit the intent to charge before charging, so a crash leaves a trace."""
+    ) -> Payment | None:
+        """Commit the intent to charge before charging, so a crash leaves a trace. None when a
+        concurrent request with the same key won the insert and its row is gone already."""
         now = utcnow()
         row = PaymentRow(
             user_id=user_id,
@@ -190,10 +251,7 @@ class InProcessPaymentsService:
                 payment = _to_dto(row)
         except IntegrityError:
             # A concurrent request with the same key won the insert: continue with its row.
-            existing = self._find(user_id, idempotency_key)
-            if existing is None:
-                raise
-            return existing
+            return self._find(user_id, idempotency_key)
         return payment
 
     def _drive(self, payment: Payment) -> Payment:
@@ -208,21 +266,36 @@ class InProcessPaymentsService:
                 f"not {self._provider_name!r}; it cannot be settled here"
             )
         try:
-            result = self._provider.charge(
-                payment.amount,
-                payment.currency,
-                payment.payment_method,
-                provider_idempotency_key(payment.user_id, payment.idempotency_key),
-            )
+            if payment.provider_ref is not None:
+                # The provider took this charge already and said it was not settled: ask it where
+                # the charge stands (a replayed create would replay that first answer).
+                result = self._provider.retrieve(payment.provider_ref)
+            else:
+                result = self._provider.charge(
+                    payment.amount,
+                    payment.currency,
+                    payment.payment_method,
+                    provider_idempotency_key(payment.user_id, payment.idempotency_key),
+                )
         except InvalidInput:
             # The provider refused the request itself: nothing was charged, so drop the row and
             # let the client correct it.
-            self._discard_pending(payment.id)
+            again_if_transient(lambda: self._discard_pending(payment.id))
             raise
         except ProviderError:
             log.warning("payment %s left pending: the provider failed", payment.id)
             raise
-        settled = self._settle(payment.id, result)
+        if result.status == "pending":
+            again_if_transient(lambda: self._remember_ref(payment.id, result.provider_ref))
+            log.info("payment %s left pending: %s at the provider", payment.id, result.message)
+            raise ProviderError(
+                f"the payment provider has not settled the payment yet ({result.message}); "
+                "retry later with the same Idempotency-Key",
+                details={"payment_id": payment.id},
+            )
+        # Fifty requests with one key on MariaDB: the losers' inserts and this UPDATE lock the
+        # same index records in different orders, and InnoDB may roll one back (error 1213).
+        settled = again_if_transient(lambda: self._settle(payment.id, result))
         if settled.status == DECLINED:
             raise _declined(settled)
         return settled
@@ -263,6 +336,18 @@ class InProcessPaymentsService:
                     self._bus.publish(session, _completed_event(payment))
         return payment
 
+    def _remember_ref(self, payment_id: int, provider_ref: str | None) -> None:
+        """Keep the provider's reference of a charge it has not settled, for ``retrieve``."""
+        if provider_ref is None:
+            return
+        with transaction(self._sessions) as session:
+            session.execute(
+                update(PaymentRow)
+                .where(PaymentRow.id == payment_id, PaymentRow.status == PENDING)
+                .values(provider_ref=provider_ref, updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+
     def _discard_pending(self, payment_id: int) -> None:
         with transaction(self._sessions) as session:
             session.execute(
@@ -278,11 +363,15 @@ class InProcessPaymentsService:
 def _validate(
     user_id: Any, amount: Any, currency: Any, payment_method: Any, idempotency_key: Any
 ) -> str:
-    """Check every argument; returns the normalised (lowercase) currency."""
+    """Check every argument; returns the normalised (lowercase) currency. Each refusal is a 400
+    naming its field; nothing a database would refuse (a NUL, a lone surrogate, a user id past
+    what a row can hold) gets past."""
     positive_int(user_id, "user_id")
+    if not storable_id(user_id):
+        raise invalid("user_id", "is beyond the ids this service can store")
     if not _is_int(amount) or not MIN_AMOUNT <= amount <= MAX_AMOUNT:
-        raise InvalidInput(
-            f"amount: must be an integer number of minor units from {MIN_AMOUNT} to {MAX_AMOUNT}"
+        raise invalid(
+            "amount", f"must be an integer number of minor units from {MIN_AMOUNT} to {MAX_AMOUNT}"
         )
     if not (
         isinstance(currency, str)
@@ -290,24 +379,25 @@ def _validate(
         and currency.isascii()
         and currency.isalpha()
     ):
-        raise InvalidInput("currency: must be a 3-letter ISO 4217 code such as 'usd'")
+        raise invalid("currency", "must be a 3-letter ISO 4217 code such as 'usd'")
     if not (
         isinstance(payment_method, str)
         and payment_method.strip()
         and len(payment_method) <= MAX_TEXT
     ):
-        raise InvalidInput(f"payment_method: must be 1 to {MAX_TEXT} characters")
-    try:
-        payment_method.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: no database can store it
-        raise InvalidInput("payment_method: must be valid Unicode text") from None
+        raise invalid("payment_method", f"must be 1 to {MAX_TEXT} characters")
+    problem = unstorable_text(payment_method)
+    if problem is not None:
+        raise invalid("payment_method", problem)
+    if any(unicodedata.category(char) == "Cc" for char in payment_method):
+        raise invalid("payment_method", "must not contain control characters")
     if not (
         isinstance(idempotency_key, str)
         and 1 <= len(idempotency_key) <= MAX_TEXT
         and all("!" <= char <= "~" for char in idempotency_key)
     ):
-        raise InvalidInput(
-            f"idempotency_key: must be 1 to {MAX_TEXT} visible ASCII characters (no spaces)"
+        raise invalid(
+            "idempotency_key", f"must be 1 to {MAX_TEXT} visible ASCII characters (no spaces)"
         )
     return currency.lower()
 

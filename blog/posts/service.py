@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import unicodedata
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, CursorResult, delete, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from blog.config import PostsConfig
 from blog.db import isoformat, ping, transaction, utcnow
-from blog.errors import InvalidInput, invalid, positive_int
+from blog.errors import (
+    InvalidInput,
+    again_if_transient,
+    invalid,
+    is_transient_database_error,
+    positive_int,
+    storable_id,
+)
 from blog.events import POST_CREATED, USER_RENAMED, Event, EventPublisher
 from blog.posts import (
     UNSET,
@@ -23,7 +32,7 @@ from blog.posts import (
     PostPage,
     PostWithComments,
 )
-from blog.posts.models import CommentRow, PostRow
+from blog.posts.models import AuthorNameRow, CommentRow, PostRow
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +41,9 @@ BODY_MAX = 50_000
 AUTHOR_NAME_MAX = 100
 IMAGE_URL_MAX = 2048
 COMMENT_MAX = 5000
+RENAME_ATTEMPTS = 20
+"""How often applying a rename starts over after losing a race (a concurrent first rename of
+the same author, a deadlock): each loss means another rename of that author committed."""
 _MULTILINE_OK = frozenset("\n\r\t")
 
 
@@ -55,6 +67,33 @@ def _text(value: object, field: str, max_length: int, *, multiline: bool = False
 
 def _id(value: object, field: str) -> int:
     return positive_int(value, field)
+
+
+def _stored_id(value: object, field: str) -> int:
+    """An id this domain *stores* (an author's): one no row can have is invalid (400), as it
+    could never be written (see ``blog.errors.MAX_STORED_ID``)."""
+    value = positive_int(value, field)
+    if not storable_id(value):
+        raise invalid(field, "is beyond the ids this service can store")
+    return value
+
+
+def _post_id(value: object) -> int:
+    """A post id to look up: malformed → 400, one no row can have → 404 without a query."""
+    post_id = positive_int(value, "post_id")
+    if not storable_id(post_id):
+        raise _not_found(post_id)
+    return post_id
+
+
+def _version(value: object) -> int:
+    """A rename's version: a non-negative integer; absent (an event from before versions) is 0,
+    which applies only while no versioned rename of that author has been."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**31 - 1:
+        raise invalid("version", "must be a non-negative integer")
+    return value
 
 
 def _image_url(value: object) -> str | None:
@@ -124,7 +163,7 @@ class InProcessPostsService:
         body: str,
         image_url: str | None = None,
     ) -> Post:
-        author_id = _id(author_id, "author_id")
+        author_id = _stored_id(author_id, "author_id")
         author_name = _text(author_name, "author_name", AUTHOR_NAME_MAX)
         title = _text(title, "title", TITLE_MAX)
         body = _text(body, "body", BODY_MAX, multiline=True)
@@ -158,7 +197,7 @@ class InProcessPostsService:
         return post
 
     def get_post(self, post_id: int) -> Post:
-        post_id = _id(post_id, "post_id")
+        post_id = _post_id(post_id)
         with self._session_factory() as session:
             row = session.get(PostRow, post_id)
             if row is None:
@@ -166,7 +205,7 @@ class InProcessPostsService:
             return _to_post(row)
 
     def get_post_with_comments(self, post_id: int) -> PostWithComments:
-        post_id = _id(post_id, "post_id")
+        post_id = _post_id(post_id)
         with self._session_factory() as session:
             row = session.get(PostRow, post_id)
             if row is None:
@@ -202,6 +241,9 @@ class InProcessPostsService:
         body: str | None = None,
         image_url: str | object | None = UNSET,
     ) -> Post:
+        """Only the fields sent change. The write is one ``UPDATE ... WHERE id AND author_id``
+        whose row count is checked: a post deleted meanwhile (a concurrent DELETE) is a 404,
+        never an ORM ``StaleDataError`` (a 500)."""
         post_id, editor_id = _id(post_id, "post_id"), _id(editor_id, "editor_id")
         changes: dict[str, object] = {}
         if title is not None:
@@ -210,27 +252,66 @@ class InProcessPostsService:
             changes["body"] = _text(body, "body", BODY_MAX, multiline=True)
         if image_url is not UNSET:
             changes["image_url"] = _image_url(image_url)
+        post_id = _post_id(post_id)
+        return again_if_transient(lambda: self._update(post_id, editor_id, changes))
+
+    def _update(self, post_id: int, editor_id: int, changes: dict[str, object]) -> Post:
         with transaction(self._session_factory) as session:
             row = self._own_post(session, post_id, editor_id)
+            post = _to_post(row)
             changes = {key: value for key, value in changes.items() if getattr(row, key) != value}
-            if changes:
-                for key, value in changes.items():
-                    setattr(row, key, value)
-                row.updated_at = utcnow()
-            return _to_post(row)
+            if not changes:
+                return post
+            now = utcnow()
+            updated = cast(
+                CursorResult[Any],
+                session.execute(
+                    update(PostRow)
+                    .where(PostRow.id == post_id, PostRow.author_id == editor_id)
+                    .values(**changes, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                ),
+            )
+            if updated.rowcount != 1:
+                raise _not_found(post_id)  # deleted since we read it
+        written: dict[str, Any] = {**changes, "updated_at": isoformat(now)}
+        return dataclasses.replace(post, **written)
 
     def delete_post(self, post_id: int, editor_id: int) -> None:
+        """One ``DELETE ... WHERE id AND author_id`` whose row count is checked: of two
+        concurrent deletes (or a delete racing an edit) the loser answers 404, never a 500."""
         post_id, editor_id = _id(post_id, "post_id"), _id(editor_id, "editor_id")
+        post_id = _post_id(post_id)
+        again_if_transient(lambda: self._delete(post_id, editor_id))
+
+    def _delete(self, post_id: int, editor_id: int) -> None:
         with transaction(self._session_factory) as session:
-            row = self._own_post(session, post_id, editor_id)
+            self._own_post(session, post_id, editor_id)
             # Explicit, so it holds on databases that do not enforce the ON DELETE CASCADE.
-            session.execute(delete(CommentRow).where(CommentRow.post_id == post_id))
-            session.delete(row)
+            session.execute(
+                delete(CommentRow)
+                .where(CommentRow.post_id == post_id)
+                .execution_options(synchronize_session=False)
+            )
+            deleted = cast(
+                CursorResult[Any],
+                session.execute(
+                    delete(PostRow)
+                    .where(PostRow.id == post_id, PostRow.author_id == editor_id)
+                    .execution_options(synchronize_session=False)
+                ),
+            )
+            if deleted.rowcount != 1:
+                raise _not_found(post_id)  # deleted meanwhile by a concurrent request
 
     def add_comment(self, post_id: int, author_id: int, author_name: str, body: str) -> Comment:
-        post_id, author_id = _id(post_id, "post_id"), _id(author_id, "author_id")
+        post_id, author_id = _id(post_id, "post_id"), _stored_id(author_id, "author_id")
         author_name = _text(author_name, "author_name", AUTHOR_NAME_MAX)
         body = _text(body, "body", COMMENT_MAX, multiline=True)
+        post_id = _post_id(post_id)
+        return again_if_transient(lambda: self._comment(post_id, author_id, author_name, body))
+
+    def _comment(self, post_id: int, author_id: int, author_name: str, body: str) -> Comment:
         try:
             with transaction(self._session_factory) as session:
                 if session.get(PostRow, post_id) is None:
@@ -249,7 +330,7 @@ class InProcessPostsService:
             raise _not_found(post_id) from None
 
     def list_comments(self, post_id: int) -> list[Comment]:
-        post_id = _id(post_id, "post_id")
+        post_id = _post_id(post_id)
         with self._session_factory() as session:
             if session.get(PostRow, post_id) is None:
                 raise _not_found(post_id)
@@ -267,23 +348,44 @@ class InProcessPostsService:
     def handle_event(self, event: Event) -> None:
         """``user.renamed``: rewrite the author's name on their posts and comments.
 
-        Setting the name (not applying a diff) makes a redelivered event harmless.
+        Setting the name (not applying a diff) makes a redelivered event harmless. The event's
+        ``version`` (auth's per-user rename counter) is compared with the one held for the
+        author, in the same transaction that rewrites the names: an older rename, delivered
+        late, changes nothing, so the last committed name wins whatever the delivery order.
         """
         if event.type != USER_RENAMED:
             return
-        user_id, name = event.data.get("user_id"), event.data.get("name")
+        data = event.data
         try:
-            user_id = _id(user_id, "user_id")
-            name = _text(name, "name", AUTHOR_NAME_MAX)
+            user_id = _stored_id(data.get("user_id"), "user_id")
+            name = _text(data.get("name"), "name", AUTHOR_NAME_MAX)
+            version = _version(data.get("version"))
         except InvalidInput as exc:
             log.warning("ignoring malformed %s event %s: %s", event.type, event.id, exc.message)
             return
-        with transaction(self._session_factory) as session:
-            for table in (PostRow, CommentRow):
-                session.execute(
-                    update(table).where(table.author_id == user_id).values(author_name=name),
-                    execution_options={"synchronize_session": False},
-                )
+        for attempt in range(RENAME_ATTEMPTS):
+            try:
+                with transaction(self._session_factory) as session:
+                    if not _claim_name(session, user_id, version, name):
+                        log.info(
+                            "ignoring %s event %s: user %s's name is already at a later version",
+                            event.type,
+                            event.id,
+                            user_id,
+                        )
+                        return
+                    for table in (PostRow, CommentRow):
+                        session.execute(
+                            update(table)
+                            .where(table.author_id == user_id)
+                            .values(author_name=name),
+                            execution_options={"synchronize_session": False},
+                        )
+                return
+            except (IntegrityError, OperationalError) as exc:
+                lost = isinstance(exc, IntegrityError) or is_transient_database_error(exc)
+                if attempt == RENAME_ATTEMPTS - 1 or not lost:
+                    raise
 
     def health(self) -> dict[str, object]:
         with self._session_factory() as session:
@@ -298,3 +400,34 @@ class InProcessPostsService:
         if row.author_id != editor_id:
             raise NotPostAuthor(f"only the author of post {post_id} may change it")
         return row
+
+
+def _claim_name(session: Session, author_id: int, version: int, name: str) -> bool:
+    """Record ``name`` at ``version`` for the author unless a later version is held; True when it
+    was recorded (the caller then applies it, in the same transaction).
+
+    A compare-and-set: the conditional UPDATE holds the author's row until commit, so a
+    concurrent rename waits and then sees this one's version. An unversioned rename (0) applies
+    only while no versioned one has been (the old behaviour: the last delivered wins). A first
+    rename racing another inserts the same key: the loser's IntegrityError starts it over.
+    """
+    newer: ColumnElement[bool] = (
+        AuthorNameRow.version < version if version > 0 else AuthorNameRow.version == 0
+    )
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            update(AuthorNameRow)
+            .where(AuthorNameRow.author_id == author_id, newer)
+            .values(version=version, name=name)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    if result.rowcount == 1:
+        return True
+    held = session.scalar(select(AuthorNameRow.version).where(AuthorNameRow.author_id == author_id))
+    if held is not None:
+        return False
+    session.add(AuthorNameRow(author_id=author_id, version=version, name=name))
+    session.flush()
+    return True

@@ -58,7 +58,12 @@ class PooledHttpTransport:
         connect_timeout: float,
         read_timeout: float,
         pool_size: int = 32,
+        keep_alive: bool = True,
     ) -> None:
+        """``keep_alive=False`` (``transport.keep_alive: false``): a connection per call,
+        closed after its answer and the service told so with ``Connection: close``, as the
+        tutorial's snippets do; the hosts lab uses it to show what a handshake per call costs
+        across a network."""
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         if parts.scheme != "http" or not parts.hostname:
@@ -68,7 +73,8 @@ class PooledHttpTransport:
         self._prefix = parts.path
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._pool_size = pool_size
+        self._pool_size = pool_size if keep_alive else 0
+        self._close_header = {} if keep_alive else {"Connection": "close"}
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -85,7 +91,9 @@ class PooledHttpTransport:
                     request.method,
                     self._prefix + request.path,
                     body=request.body,
-                    headers=request.headers,
+                    headers={**request.headers, **self._close_header}
+                    if self._close_header
+                    else request.headers,
                 )
                 response = connection.getresponse()
                 content = response.read()

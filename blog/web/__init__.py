@@ -12,8 +12,9 @@ from blog.httpkit.flask import install
 
 
 def register_web(app: Flask) -> None:
-    from blog.web import accounts, dev, health, media, openapi, payments, posts
+    from blog.web import accounts, dev, health, limits, media, openapi, payments, posts
 
     install(app)
     for module in (accounts, posts, media, payments, dev, health, openapi):
         app.register_blueprint(module.bp, url_prefix="/api")
+    limits.install(app, app.config["BLOG"].rate_limits)

@@ -8,10 +8,10 @@ from typing import Annotated
 from flask import Blueprint, Response, jsonify
 from msgspec import Meta
 
-from blog.auth import AccessToken, User
+from blog.auth import AccessToken, User, UserNotFound
 from blog.web.auth_guard import current_user, login_required
 from blog.web.context import domains
-from blog.web.inputs import field, json_body
+from blog.web.inputs import field, json_body, path_id
 from blog.web.openapi import documented
 
 bp = Blueprint("accounts", __name__)
@@ -95,5 +95,5 @@ def rename_me() -> Response:
 @bp.get("/users/<int:user_id>")
 @documented("A user's public profile", response=PublicProfile, errors=(400, 503))
 def public_profile(user_id: int) -> Response:
-    user = domains().auth.get_user(user_id)
+    user = domains().auth.get_user(path_id(user_id, "user_id", UserNotFound, "user"))
     return jsonify({"id": user.id, "name": user.name, "created_at": user.created_at})

@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 from flask import request
 
-from blog.errors import InvalidInput
+from blog.errors import InvalidInput, NotFound, positive_int, storable_id
 from blog.httpkit.flask import read_json
 from blog.web.context import config
 
@@ -52,3 +52,18 @@ def query_int(name: str, default: int) -> int:
         raise InvalidInput(
             f"query parameter '{name}' must be an integer", details={"field": name}
         ) from None
+
+
+def path_id(value: int, field: str, not_found: type[NotFound], noun: str) -> int:
+    """An id from the URL, checked at the edge before any domain (or wire) sees it.
+
+    The route's ``<int:...>`` converter takes any run of digits. An id no id can be (0, or past
+    a signed 64-bit integer) is the 400 every domain gives for it, naming ``field``; one past
+    what an id column holds on PostgreSQL and MariaDB (``blog.errors.MAX_STORED_ID``) names no
+    row: the domain's own 404, without a call that could only fail (a service on an older
+    version would have answered it with a 500, and counted against its breaker).
+    """
+    positive_int(value, field)
+    if not storable_id(value):
+        raise not_found(f"{noun} {value} does not exist")
+    return value

@@ -22,6 +22,7 @@ from werkzeug.routing import Rule
 from blog.errors import MAX_ID
 from blog.openapi import Document
 from blog.web.auth_guard import requires_login
+from blog.web.limits import rate_limited
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +44,7 @@ _ERROR_DESCRIPTIONS = {
     409: "A conflict with what exists already.",
     413: "The request body is too large.",
     415: "The request body is not of a media type this operation takes.",
+    429: "Too many requests (rate limited); retry after `Retry-After` seconds.",
     502: "An upstream the domain depends on (provider, storage) failed; it may be transient.",
     503: "A domain's service is unavailable (down, slow, or its circuit breaker is open).",
 }
@@ -278,6 +280,8 @@ def build_document(app: Flask) -> dict[str, Any]:
         if requires_login(view):
             spec["security"] = [{BEARER: []}]
             errors.add(401)
+        if rate_limited(view):
+            errors.add(429)
         responses = {str(declaration.status): _success(doc, declaration)}
         for status in sorted(errors):
             responses[str(status)] = doc.error_response(

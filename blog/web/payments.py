@@ -8,7 +8,7 @@ from typing import Annotated
 from flask import Blueprint, Response, jsonify, request
 from msgspec import Meta
 
-from blog.errors import InvalidInput
+from blog.errors import InvalidInput, storable_id
 from blog.payments import IDEMPOTENCY_KEY_HEADER, Payment, PaymentNotFound
 from blog.web.auth_guard import current_user, login_required
 from blog.web.context import domains
@@ -78,6 +78,10 @@ def pay() -> tuple[Response, int]:
 @login_required
 @documented("One of the caller's payments", response=Payment, errors=(400, 503))
 def get_payment(payment_id: int) -> Response:
+    if payment_id < 1 or not storable_id(payment_id):
+        # Checked at the edge, answered as the payments domain answers any id that names no
+        # payment (see blog.web.inputs.path_id for why here).
+        raise PaymentNotFound(f"payment {payment_id} not found")
     payment = domains().payments.get_payment(payment_id)
     if payment.user_id != current_user().id:
         # Not 403: whether someone else's payment exists is not the caller's business.

@@ -11,10 +11,10 @@ from msgspec import Meta
 
 from blog.auth import UserNotFound
 from blog.errors import Unavailable
-from blog.posts import UNSET, Comment, Post, PostPage
+from blog.posts import UNSET, Comment, Post, PostNotFound, PostPage
 from blog.web.auth_guard import current_user, login_required
 from blog.web.context import domains
-from blog.web.inputs import field, json_body, query_int
+from blog.web.inputs import field, json_body, path_id, query_int
 from blog.web.openapi import documented, integer
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,10 @@ PER_PAGE = integer(
 )
 
 
+def _post_id(post_id: int) -> int:
+    return path_id(post_id, "post_id", PostNotFound, "post")
+
+
 @bp.get("/posts")
 @documented(
     "The newest posts first, a page at a time",
@@ -139,7 +143,7 @@ def _author_of(post: Post) -> dict[str, Any]:
 def post_detail(post_id: int) -> Response:
     """The critical path is two calls in a row: posts (the post with its comments, one round
     trip), then auth (the author, whose id only the post knows)."""
-    thread = domains().posts.get_post_with_comments(post_id)
+    thread = domains().posts.get_post_with_comments(_post_id(post_id))
     return jsonify(
         {
             "post": thread.post,
@@ -153,6 +157,7 @@ def post_detail(post_id: int) -> Response:
 @login_required
 @documented("Edit one's own post", body=PostChanges, response=Post, errors=(403, 503))
 def update_post(post_id: int) -> Response:
+    post_id = _post_id(post_id)
     body = json_body()
     post = domains().posts.update_post(
         post_id,
@@ -168,14 +173,14 @@ def update_post(post_id: int) -> Response:
 @login_required
 @documented("Delete one's own post", status=204, errors=(400, 403, 503))
 def delete_post(post_id: int) -> tuple[str, int]:
-    domains().posts.delete_post(post_id, current_user().id)
+    domains().posts.delete_post(_post_id(post_id), current_user().id)
     return "", 204
 
 
 @bp.get("/posts/<int:post_id>/comments")
 @documented("A post's comments, oldest first", response=CommentList, errors=(400, 503))
 def list_comments(post_id: int) -> Response:
-    comments = domains().posts.list_comments(post_id)
+    comments = domains().posts.list_comments(_post_id(post_id))
     return jsonify({"items": comments})
 
 
@@ -183,6 +188,7 @@ def list_comments(post_id: int) -> Response:
 @login_required
 @documented("Comment on a post", body=NewComment, response=Comment, status=201, errors=(503,))
 def add_comment(post_id: int) -> tuple[Response, int]:
+    post_id = _post_id(post_id)
     body = json_body()
     user = current_user()
     comment = domains().posts.add_comment(

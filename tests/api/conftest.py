@@ -1,7 +1,9 @@
 """The public API suite runs once per topology: the monolith, each domain extracted alone and all
 four at once over the in-process wire (the service's real app and the real client, without a
 socket), all four over real sockets, and the same over RabbitMQ (email in-process, email extracted
-as a worker, everything extracted). Extraction must change what a call costs, never what it does."""
+as a worker, everything extracted); as root, all four on hosts (network namespaces) of their own,
+2 ms from the monolith's (``hosts``). Extraction must change what a call costs, never what it
+does."""
 
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ class Topology:
     wire: tuple[str, ...] = ()
     rabbitmq: bool = False
     email_extracted: bool = False
+    hosts: bool = False
+    """Each HTTP service on a host (network namespace) of its own, behind a delay proxy at
+    ``HOSTS_RTT_MS``, and the monolith's calls made from a host of its own (root only)."""
 
 
 TOPOLOGIES: dict[str, Topology] = {
@@ -39,7 +44,37 @@ TOPOLOGIES: dict[str, Topology] = {
     "rabbitmq": Topology(rabbitmq=True),
     "rabbitmq-email-worker": Topology(rabbitmq=True, email_extracted=True),
     "rabbitmq-all-extracted": Topology(http=HTTP_DOMAINS, rabbitmq=True, email_extracted=True),
+    "hosts": Topology(http=HTTP_DOMAINS, hosts=True),
 }
+HOSTS_RTT_MS = 2.0
+
+
+@pytest.fixture(scope="session")
+def hosts_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The hosts topology's network, built once per run (namespaces, bridge, one delay proxy
+    per service host) and removed at the end, failed or not. Each test then puts its own
+    services' sockets in it (fresh databases, as in every topology)."""
+    from blog.hosts.lab import HostsLab
+    from tests.hostslab import api_plan, lab_name, require_hosts
+
+    require_hosts(("ip",))  # namespaces and veths only: no shaping here
+    plan = api_plan(lab_name(), HOSTS_RTT_MS)
+    lab = HostsLab(tmp_path_factory.mktemp("hosts"))
+    lab.create(plan)
+    try:
+        for host in plan.services():
+            assert host.link is not None
+            route = {
+                "name": host.name,
+                "listen": {"host": host.address, "port": host.port},
+                "connect": {"host": "127.0.0.1", "port": host.port},
+                "rtt_ms": host.link.rtt_ms,
+            }
+            spec = {"name": f"{host.name}-proxy", "routes": [route]}
+            lab.start_relay(f"{host.name}-proxy", spec, host.namespace, host.name)
+        yield plan
+    finally:
+        lab.down()
 
 
 @pytest.fixture(params=list(TOPOLOGIES))
@@ -66,7 +101,12 @@ def modes(topology_spec: Topology) -> dict[str, str]:
 
 
 @pytest.fixture
-def config(tmp_path: Path, topology_spec: Topology) -> Iterator[Config]:
+def config(
+    tmp_path: Path, topology_spec: Topology, request: pytest.FixtureRequest
+) -> Iterator[Config]:
+    if topology_spec.hosts:
+        yield from _hosts_config(tmp_path, request.getfixturevalue("hosts_network"))
+        return
     broker = IsolatedBroker() if topology_spec.rabbitmq else None
     extra: dict[str, Any] = broker.overrides() if broker else {}
     stoppers: list[Any] = []
@@ -101,3 +141,28 @@ def config(tmp_path: Path, topology_spec: Topology) -> Iterator[Config]:
             stopper.stop()
         if broker:
             broker.delete()
+
+
+def _hosts_config(tmp_path: Path, plan: Any) -> Iterator[Config]:
+    """Every HTTP service in a thread of this process with its listening socket in its own host
+    (behind the host's delay proxy), and this thread, which builds and calls the in-process
+    monolith, in the monolith's host for the test: every call crosses the bridge and pays the
+    RTT, and no lab address is ever dialled from the root namespace."""
+    from blog.hosts.netns import enter, leave
+    from tests.hostslab import NamespacedService
+
+    servers: list[Any] = []
+    previous = None
+    try:
+        for host in plan.services():
+            servers.append(NamespacedService(host.domain, host, tmp_path / f"{host.name}-service"))
+        services = {
+            s_host.domain: {"mode": "http", "url": s_host.url} for s_host in plan.services()
+        }
+        previous = enter(plan.monolith.namespace)
+        yield make_config(tmp_path, services=services)
+    finally:
+        if previous is not None:
+            leave(previous)
+        for server in reversed(servers):
+            server.stop()

@@ -55,13 +55,16 @@ def test_oversized_upload_is_a_json_413(tmp_path, auth):
     from tests.support import make_config
 
     app = create_app(make_config(tmp_path, images={"max_upload_bytes": 10_000}))
-    client = app.test_client()
-    headers = type(auth)(client).signup()
-    response = _upload(client, headers, b"\xff" * 200_000)
-    assert response.status_code == 413
-    assert response.get_json()["error"]["code"] == "payload_too_large"
-    small_limit = _upload(client, headers, image_bytes("JPEG", (2000, 2000)))
-    assert small_limit.status_code == 413
+    try:
+        client = app.test_client()
+        headers = type(auth)(client).signup()
+        response = _upload(client, headers, b"\xff" * 200_000)
+        assert response.status_code == 413
+        assert response.get_json()["error"]["code"] == "payload_too_large"
+        small_limit = _upload(client, headers, image_bytes("JPEG", (2000, 2000)))
+        assert small_limit.status_code == 413
+    finally:
+        app.extensions["blog.runtime"].close()  # its background jobs, and their lock files
 
 
 def test_upload_needs_the_image_field(client, auth):

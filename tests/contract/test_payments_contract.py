@@ -130,7 +130,7 @@ def test_invalid_inputs_are_the_services_own_errors(payments, user_id, overrides
     with pytest.raises(InvalidInput) as excinfo:
         _charge(payments, user_id, key, **overrides)
     assert excinfo.value.message.startswith(f"{field}: ")
-    assert excinfo.value.details == {}
+    assert excinfo.value.details == {"field": field}  # named, as every domain names it
 
 
 def test_an_unknown_payment_method_is_invalid_and_leaves_no_payment(payments, user_id):

@@ -287,3 +287,30 @@ def test_the_wire_refuses_what_the_client_never_sends(tmp_path):
         assert response.get_json()["error"]["code"] == "invalid_input"
     assert app.test_client().get("/posts").status_code == 401  # no service credential
     app.extensions["blog.runtime"].close()
+
+
+def test_the_event_feed_refuses_positions_the_database_cannot_hold_and_endless_waits(tmp_path):
+    """``after`` past the outbox's int4 ids made PostgreSQL refuse the query (a 500), and
+    ``wait=nan`` parked the request for ever: both are 400s now."""
+    app = create_app(service_overrides("posts", tmp_path))
+    config = app.config["BLOG"]
+    token = ServiceCredentials(config.transport.internal_token).token_for("posts")
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    for query in [
+        "after=-1",
+        "after=2147483648",
+        "after=99999999999999999999",
+        "wait=nan",
+        "wait=inf",
+        "wait=-inf",
+        "after=x",
+        "limit=1e3",
+    ]:
+        response = client.get(f"/events?{query}")
+        assert response.status_code == 400, query
+        assert response.get_json()["error"]["code"] == "invalid_input", query
+    response = client.get("/events?after=2147483647&wait=0")
+    assert response.status_code == 200
+    assert response.get_json() == {"events": [], "last_position": 2147483647}
+    app.extensions["blog.runtime"].close()

@@ -30,6 +30,10 @@ def write_config(tmp_path: Path, **replacements: str) -> Path:
     text = _replace(text, "env: development", "env: testing")
     text = _replace(text, "log_level: INFO", "log_level: WARNING")
     text = _replace(text, "bcrypt_rounds: 12", "bcrypt_rounds: 4")
+    # the tests' own rate limits: counted in this process, never in the machine's Redis
+    text = _replace(text, "storage_url: redis://127.0.0.1:6379/0", "storage_url: memory://")
+    text = _replace(text, "register_per_address: 10 per hour", "register_per_address: 1000/second")
+    text = _replace(text, "login_per_address: 30 per minute", "login_per_address: 1000/second")
     for port in (3001, 3002, 3003, 3004):
         text = _replace(
             text, f"url: http://127.0.0.1:{port}", f"url: http://127.0.0.1:{free_port()}"

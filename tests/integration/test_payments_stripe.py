@@ -52,6 +52,8 @@ class FakeStripe:
     respond: Callable[[dict[str, str]], Reply] = lambda form: (200, intent(form, "succeeded"))
     replies: dict[str, Reply] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Every PaymentIntent answered so far, by id, as it stands now (GET /v1/payment_intents/<id>).
+    intents: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def handle(self, recorded: Recorded) -> Reply:
         with self.lock:
@@ -59,10 +61,31 @@ class FakeStripe:
             key = recorded.headers.get("idempotency-key")
             if key and key in self.replies:
                 return self.replies[key]
-            reply = self.respond(recorded.form)
+            reply = self._answer(recorded)
             if key and reply[0] < 500:  # Stripe does not store 5xx results
                 self.replies[key] = reply
+            body = reply[1].get("error", {}).get("payment_intent") or reply[1]
+            if body.get("object") == "payment_intent":
+                self.intents[body["id"]] = dict(body)
             return reply
+
+    def _answer(self, recorded: Recorded) -> Reply:
+        parts = recorded.path.split("?")[0].strip("/").split("/")  # v1 payment_intents <id> ...
+        if len(parts) == 2:
+            return self.respond(recorded.form)
+        found = self.intents.get(parts[2])
+        if found is None:
+            return 404, {"error": {"type": "invalid_request_error", "code": "resource_missing"}}
+        if parts[3:] == ["capture"]:
+            if found["status"] != "requires_capture":
+                return 400, {"error": {"type": "invalid_request_error", "code": "bad_state"}}
+            return 200, {**found, "status": "succeeded"}
+        return 200, dict(found)
+
+    def settle(self, intent_id: str, status: str) -> None:
+        """The intent moves on at "Stripe" (a processing payment succeeds, say)."""
+        with self.lock:
+            self.intents[intent_id]["status"] = status
 
 
 def intent(form: dict[str, str], status: str, **extra: Any) -> dict[str, Any]:
@@ -110,12 +133,15 @@ def stripe_server() -> Iterator[FakeStripe]:
     state: FakeStripe | None = None
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.do_POST()
+
         def do_POST(self) -> None:
             assert state is not None
             body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
             form = {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, payload = state.handle(Recorded("POST", self.path, headers, form))
+            status, payload = state.handle(Recorded(self.command, self.path, headers, form))
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -305,3 +331,108 @@ def test_service_outage_then_retry_settles_without_double_charge(
     assert keys == [provider_idempotency_key(7, "order-9")] * 2
     assert len(stripe_server.replies) == 1  # one PaymentIntent exists at "Stripe"
     assert len(events) == 1
+
+
+# ---------------------------------------------------------------------- not settled yet (issue 12)
+
+
+@pytest.mark.parametrize("status", ["processing", "requires_capture"])
+def test_an_intent_not_settled_yet_is_pending_with_its_id(
+    stripe_server: FakeStripe, status: str
+) -> None:
+    stripe_server.respond = lambda form: (200, intent(form, status))
+
+    result = provider(stripe_server).charge(1999, "usd", "pm_card_visa", "k")
+
+    assert result.status == "pending"
+    assert result.provider_ref in stripe_server.intents
+
+
+def test_retrieve_reads_where_the_intent_stands_now(stripe_server: FakeStripe) -> None:
+    stripe_server.respond = lambda form: (200, intent(form, "processing"))
+    ref = provider(stripe_server).charge(1999, "usd", "pm_card_visa", "k").provider_ref
+    assert ref is not None
+    assert provider(stripe_server).retrieve(ref).status == "pending"
+
+    stripe_server.settle(ref, "succeeded")
+    assert provider(stripe_server).retrieve(ref) == provider(stripe_server).retrieve(ref)
+    assert provider(stripe_server).retrieve(ref).status == "succeeded"
+    assert stripe_server.requests[-1].method == "GET"
+    assert stripe_server.requests[-1].path == f"/v1/payment_intents/{ref}"
+
+    stripe_server.settle(ref, "canceled")
+    assert provider(stripe_server).retrieve(ref).status == "declined"
+
+
+def test_retrieve_captures_an_authorised_intent_once(stripe_server: FakeStripe) -> None:
+    stripe_server.respond = lambda form: (200, intent(form, "requires_capture"))
+    ref = provider(stripe_server).charge(1999, "usd", "pm_card_visa", "k").provider_ref
+    assert ref is not None
+
+    assert provider(stripe_server).retrieve(ref).status == "succeeded"
+
+    [capture] = [r for r in stripe_server.requests if r.path.endswith("/capture")]
+    assert capture.headers["idempotency-key"] == f"{ref}-capture"
+
+
+def test_retrieve_of_an_unknown_intent_is_a_provider_error(stripe_server: FakeStripe) -> None:
+    with pytest.raises(ProviderError):
+        provider(stripe_server).retrieve("pi_unknown")
+
+
+@pytest.mark.parametrize("status", ["processing", "requires_capture"])
+def test_reconcile_settles_a_stuck_payment_by_retrieving_its_intent(
+    stripe_server: FakeStripe,
+    service_factory: Callable[[], tuple[InProcessPaymentsService, list[Event]]],
+    status: str,
+) -> None:
+    """Replaying the create would replay Stripe's first answer (still not settled) forever:
+    reconciliation asks Stripe where that intent stands, and settles the payment from it."""
+    service, events = service_factory()
+    stripe_server.respond = lambda form: (200, intent(form, status))
+
+    with pytest.raises(ProviderError):
+        service.charge(7, 1999, "usd", "pm_card_visa", "order-slow")
+    pending = service.get_payment(1)
+    assert pending.status == PENDING
+    assert pending.provider_ref in stripe_server.intents
+    if status == "processing":  # settles at Stripe's pace: not yet, then succeeded
+        assert service.reconcile_pending(older_than_seconds=0) == 0
+        stripe_server.settle(pending.provider_ref or "", "succeeded")
+    # (an authorised intent is captured by the reconciliation itself)
+    assert service.reconcile_pending(older_than_seconds=0) == 1
+
+    settled = service.get_payment(1)
+    assert (settled.status, settled.provider_ref) == (SUCCEEDED, pending.provider_ref)
+    creates = [r for r in stripe_server.requests if r.path == "/v1/payment_intents"]
+    assert len(creates) == 1  # one PaymentIntent, never a second create
+    assert len(events) == 1
+    assert service.charge(7, 1999, "usd", "pm_card_visa", "order-slow") == settled
+
+
+def test_a_client_retry_of_a_processing_payment_asks_stripe(
+    stripe_server: FakeStripe,
+    service_factory: Callable[[], tuple[InProcessPaymentsService, list[Event]]],
+) -> None:
+    service, _events = service_factory()
+    stripe_server.respond = lambda form: (200, intent(form, "processing"))
+    with pytest.raises(ProviderError):
+        service.charge(7, 1999, "usd", "pm_card_visa", "order-retry")
+    stripe_server.settle(service.get_payment(1).provider_ref or "", "succeeded")
+
+    assert service.charge(7, 1999, "usd", "pm_card_visa", "order-retry").status == SUCCEEDED
+
+
+def test_a_processing_payment_that_fails_at_stripe_is_declined(
+    stripe_server: FakeStripe,
+    service_factory: Callable[[], tuple[InProcessPaymentsService, list[Event]]],
+) -> None:
+    service, events = service_factory()
+    stripe_server.respond = lambda form: (200, intent(form, "processing"))
+    with pytest.raises(ProviderError):
+        service.charge(7, 1999, "usd", "pm_card_visa", "order-fails")
+    stripe_server.settle(service.get_payment(1).provider_ref or "", "requires_payment_method")
+
+    assert service.reconcile_pending(older_than_seconds=0) == 1
+    assert service.get_payment(1).status == DECLINED
+    assert events == []

@@ -95,7 +95,10 @@ def test_register_normalises_and_publishes(service, events):
     assert user.created_at.endswith("+00:00")
     assert [f.name for f in dataclasses.fields(User)] == ["id", "email", "name", "created_at"]
     assert [(e.type, e.data) for e in events] == [
-        (USER_REGISTERED, {"user_id": user.id, "email": "alice@example.com", "name": "Alice"})
+        (
+            USER_REGISTERED,
+            {"user_id": user.id, "email": "alice@example.com", "name": "Alice", "version": 0},
+        )
     ]
     assert service.get_user(user.id) == user
 
@@ -394,8 +397,10 @@ def test_rename_updates_and_publishes(service, alice, events):
     assert renamed == dataclasses.replace(alice, name="Alicia")
     assert service.get_user(alice.id).name == "Alicia"
     assert [(e.type, e.data) for e in events] == [
-        (USER_RENAMED, {"user_id": alice.id, "name": "Alicia", "old_name": "Alice"})
+        (USER_RENAMED, {"user_id": alice.id, "name": "Alicia", "old_name": "Alice", "version": 1})
     ]
+    service.rename(alice.id, "Alice")
+    assert events[-1].data["version"] == 2  # one counter per user, bumped by every rename
 
 
 def test_rename_to_the_same_name_publishes_nothing(service, alice, events):

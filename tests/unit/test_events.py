@@ -121,3 +121,13 @@ def test_a_commit_in_another_process_rings_the_outbox_doorbell(tmp_path):
     # a one-worker server does not watch the bell: only its own commits or the timeout wake it
     assert waiting.wait_for_commit(0.05, bell_interval=None) is False
     engine.dispose()
+
+
+def test_a_broker_message_nested_too_deeply_is_refused_not_a_crash():
+    """json.loads raises RecursionError (not ValueError) on deep nesting: a message off the
+    queue must come back as InvalidEnvelope, which the consumer dead-letters."""
+    from blog.broker import InvalidEnvelope, parse_envelope
+
+    for body in (b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000):
+        with pytest.raises(InvalidEnvelope, match="nested too deeply"):
+            parse_envelope(body)
