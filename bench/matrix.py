@@ -31,9 +31,12 @@ Parts, in order (``--skip`` takes their names):
    1-megapixel uploads, with images in-process and extracted.
 7. ``scale``: images at 1, 2 and 3 instances (upload throughput, the reads' p99 meanwhile), and
    one of three killed under load and started again (``bench/scaleout.py``).
+8. ``network``: everything extracted on hosts of their own, the post page, create post and
+   upload at an RTT of 0, 0.5, 2 and 10 ms, keep-alive on and off, fan-out, the delay proxy's
+   own cost (``bench/network.py``; root only: without root the part says so and the report
+   quotes the last ``network.md`` that ``sudo make bench-network`` wrote).
 
-The hosts lab (``make bench-network``: real network distance, needs root) and the soak
-(``make soak``) write reports of their own; this report quotes their headline numbers.
+The soak (``make soak``, ten minutes) writes a report of its own; this report links it.
 
 Placement: this process (the load generator, and the in-process monolith of parts 1 and 3) and
 wrk run on ``--load-cpus`` (CPU 0); every server (extracted services, the monolith under the
@@ -676,7 +679,7 @@ def _wrk_version() -> str | None:
     return words[1] if len(words) > 1 else None
 
 
-PARTS = ("floors", "ladder", "suite", "cost", "head", "fault", "scale")
+PARTS = ("floors", "ladder", "suite", "cost", "head", "fault", "scale", "network")
 """The parts, in the order they run (``--skip`` names them)."""
 
 
@@ -854,6 +857,16 @@ def main(argv: list[str] | None = None) -> int:
         if "scale" not in skip:
             log(f"part {next(step)}/{steps}: scale-out and failover of images")
             results["scale"] = runner.run("scale", lambda: scaleout.run(state / "scale"))
+        if "network" not in skip:
+            number = next(step)
+            if os.geteuid() == 0:
+                from bench.network import measure_network
+
+                log(f"part {number}/{steps}: across the network (hosts, RTT 0 to 10 ms)")
+                results["network"] = measure_network(base, quick=args.quick, log=log)
+            else:
+                log(f"part {number}/{steps}: across the network: skipped, it needs root")
+                results["network"] = {"skipped": "needs root (network namespaces)"}
     info["loadavg_end"] = os.getloadavg()
     info["commit_end"] = machine_info(args.load_cpus, args.server_cpus)["commit"]
     info["seconds"] = time.monotonic() - started
@@ -872,6 +885,15 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latency.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    network = results.get("network")
+    if network and "skipped" not in network:  # its own report too, as make bench-network writes
+        from bench.network import draw_chart, render_markdown
+
+        (args.out / "network.json").write_text(json.dumps(network, indent=2) + "\n")
+        drawn = draw_chart(network, args.out / "network.png")
+        (args.out / "network.md").write_text(
+            render_markdown(network, "network.png" if drawn else None)
+        )
     write_markdown(results, args.out / "latency.md")
     chart = write_chart(results, args.out / "latency.png")
     log(

@@ -435,11 +435,21 @@ def _scale(results: dict[str, Any]) -> list[str]:
     return [markdown(scale)]
 
 
+def _network(results: dict[str, Any]) -> list[str]:
+    network = results.get("network")
+    if not network or "skipped" in network:
+        return []
+    from bench.network import render_markdown
+
+    return [render_markdown(network, "network.png")]
+
+
 OTHER_LABS = (
     (
         "network.md",
         "Across the network",
-        "`sudo make bench-network`: the hosts lab, real "
+        "This run did not measure it (it needs root: `sudo make bench-matrix`, or "
+        "`sudo make bench-network` alone); the last one measured is there: the hosts lab, real "
         "distance between the monolith and each service (RTT 0 to 10 ms, keep-alive or not, "
         "fan-out)",
     ),
@@ -452,13 +462,14 @@ OTHER_LABS = (
 )
 
 
-def _other_labs(folder: Path) -> list[str]:
+def _other_labs(folder: Path, measured: set[str]) -> list[str]:
     """Reports that other commands write beside this one (they need root, or take ten minutes):
-    named here, with their first paragraph, so that one page leads to every number."""
+    named here, with their first paragraph, so that one page leads to every number. The network
+    report is named only when this run did not measure the network itself."""
     lines: list[str] = []
     for name, title, how in OTHER_LABS:
         report = folder / name
-        if not report.exists():
+        if not report.exists() or (name == "network.md" and measured):
             continue
         paragraphs = [p for p in report.read_text().split("\n\n") if p and not p.startswith("#")]
         lines += [f"## {title}: [{name}]({name})", "", f"{how}.", ""]
@@ -648,7 +659,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> str:
         *_cost(results),
         *_fault(results),
         *_scale(results),
-        *_other_labs(path.parent),
+        *_network(results),
+        *_other_labs(path.parent, measured=set(results.get("network", {})) - {"skipped"}),
         "![latency chart](latency.png)",
         "",
     ]

@@ -274,9 +274,17 @@ def markdown(results: dict[str, Any]) -> str:
         + _ms(f["traffic_again_after_ms"])
         + " |",
         "",
-        "A call that met the dead instance found its connection refused: such a call never left, "
-        "so even an upload was sent again to another instance, and the dead one was ejected on "
-        "that first failure: from then on it got only one trial call per ejection period "
+        (
+            f"The {f['failed_uploads']} failed upload(s) were in flight on the instance when it "
+            "died: the request may have reached it, and an unsafe write that may have been done "
+            "is never sent again (it answers 503, and nothing is written twice). "
+            if f["failed_uploads"]
+            else ""
+        )
+        + "A call that met the dead instance later found its connection refused: such a call "
+        "never left, so even an upload was sent again to another instance, and the dead one was "
+        "ejected on that first failure: from then on it got only one trial call per ejection "
+        "period "
         f"({f['ejection_seconds']:.0f} s here; `discovery.ejection_seconds`), each one failing "
         "fast and retried elsewhere (the calls it got while dead). With the registry it would "
         "also drop out of the list when its lease ran out. Restarted, it answers the next trial "
