@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,7 @@ from blog.config import NetworkConfig
 from blog.domains import HTTP_SERVICES
 from blog.hosts.netns import netns
 from blog.hosts.plan import MONOLITH_ADDRESS, Host, Plan, _address, namespace_name
-from blog.wiring import runtime_of
-from tests.support import service_overrides
+from tests.support import ThreadedServer, service_overrides
 
 TOOLS = {"ip": "iproute2", "tc": "iproute2", "nft": "nftables", "nsenter": "util-linux"}
 
@@ -66,27 +64,13 @@ def api_plan(lab: str, rtt_ms: float) -> Plan:
     return Plan(lab, hosts, [], 0, {})
 
 
-class NamespacedService:
+class NamespacedService(ThreadedServer):
     """An extracted service's app on a real socket in a thread of this process, its listening
     socket made inside its host (the host's loopback, behind the host's delay proxy)."""
 
     def __init__(self, domain: str, host: Host, state: Path, **extra: Any) -> None:
-        from werkzeug.serving import WSGIRequestHandler, make_server
-
-        WSGIRequestHandler.protocol_version = "HTTP/1.1"  # keep-alive, like the real server
         state.mkdir(parents=True, exist_ok=True)
         module = importlib.import_module(f"extracted.{domain}")
-        self._app = module.create_app(service_overrides(domain, state, **extra))
-        runtime_of(self._app).start()
-        with netns(host.namespace):
-            self._server = make_server("127.0.0.1", host.port, self._app, threaded=True)
-        self.url = host.url  # what the monolith calls: the proxy in front of it
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        runtime_of(self._app).close()
+        app = module.create_app(service_overrides(domain, state, **extra))
+        # the monolith calls the host's URL: the delay proxy in front of the socket
+        super().__init__(app, host.port, url=host.url, binding=netns(host.namespace))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
@@ -104,14 +105,23 @@ def service_overrides(
 class ThreadedServer:
     """A WSGI app on a real loopback socket, in a thread: cheap enough to start per test."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(
+        self,
+        app: Any,
+        port: int = 0,
+        url: str | None = None,
+        binding: contextlib.AbstractContextManager[Any] | None = None,
+    ) -> None:
+        """``binding``: a context the listening socket is made in (a network namespace);
+        ``url``: what callers use, when not the socket itself (a proxy in front of it)."""
         from werkzeug.serving import WSGIRequestHandler, make_server
 
         WSGIRequestHandler.protocol_version = "HTTP/1.1"  # keep-alive, like the real server
         self._app = app
         runtime_of(app).start()  # a server that starts serving starts its app's work
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        with binding or contextlib.nullcontext():
+            self._server = make_server("127.0.0.1", port, app, threaded=True)
+        self.url = url or f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )

@@ -6,7 +6,7 @@ import secrets
 import unicodedata
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Row, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,7 +23,7 @@ from blog.auth.models import NameVersionRow, UserRow
 from blog.auth.passwords import MAX_LENGTH, MIN_LENGTH, check_password, hash_password
 from blog.auth.tokens import decode_token, issue_token
 from blog.config import AuthConfig
-from blog.db import isoformat, ping, transaction, utcnow
+from blog.db import isoformat, ping, reading, transaction, utcnow
 from blog.errors import (
     Conflict,
     invalid,
@@ -180,7 +180,10 @@ def _email_taken() -> EmailTaken:
     )
 
 
-def _to_user(row: UserRow) -> User:
+_USERS = UserRow.__table__
+
+
+def _to_user(row: UserRow | Row[Any]) -> User:
     return User(id=row.id, email=row.email, name=row.name, created_at=isoformat(row.created_at))
 
 
@@ -246,21 +249,23 @@ class InProcessAuthService:
 
     def verify(self, token: str) -> User:
         user_id = decode_token(token, self._config)
-        with self._session_factory() as session:
-            row = session.get(UserRow, user_id)
-            if row is None:
-                raise InvalidToken("the token's user no longer exists")
-            return _to_user(row)
+        row = self._user_row(user_id)
+        if row is None:
+            raise InvalidToken("the token's user no longer exists")
+        return _to_user(row)
 
     def get_user(self, user_id: int) -> User:
         user_id = _user_id(user_id)
         if not storable_id(user_id):
             raise _not_found(user_id)
-        with self._session_factory() as session:
-            row = session.get(UserRow, user_id)
-            if row is None:
-                raise _not_found(user_id)
-            return _to_user(row)
+        row = self._user_row(user_id)
+        if row is None:
+            raise _not_found(user_id)
+        return _to_user(row)
+
+    def _user_row(self, user_id: int) -> Row[Any] | None:
+        with reading(self._session_factory) as connection:
+            return connection.execute(select(_USERS).where(_USERS.c.id == user_id)).one_or_none()
 
     def rename(self, user_id: int, name: str) -> User:
         """Set the display name; ``user.renamed`` carries the user's name ``version``, a counter

@@ -23,11 +23,11 @@ from dataclasses import asdict
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, Row, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from blog.db import isoformat, ping, transaction, utcnow
+from blog.db import isoformat, ping, reading, transaction, utcnow
 from blog.errors import (
     Conflict,
     InvalidInput,
@@ -120,10 +120,12 @@ class InProcessPaymentsService:
         if isinstance(payment_id, bool) or not isinstance(payment_id, int):
             raise invalid("payment_id", "must be a positive integer")
         if payment_id >= 1 and storable_id(payment_id):
-            with self._sessions() as session:
-                row = session.get(PaymentRow, payment_id)
-                if row is not None:
-                    return _to_dto(row)
+            with reading(self._sessions) as connection:
+                row = connection.execute(
+                    select(_PAYMENTS).where(_PAYMENTS.c.id == payment_id)
+                ).one_or_none()
+            if row is not None:
+                return _to_dto(row)
         raise PaymentNotFound(f"payment {payment_id} not found")
 
     def health(self) -> dict[str, object]:
@@ -406,7 +408,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _to_dto(row: PaymentRow) -> Payment:
+_PAYMENTS = PaymentRow.__table__
+
+
+def _to_dto(row: PaymentRow | Row[Any]) -> Payment:
     return Payment(
         id=row.id,
         user_id=row.user_id,

@@ -8,12 +8,12 @@ import unicodedata
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import ColumnElement, CursorResult, delete, func, select, update
+from sqlalchemy import ColumnElement, Connection, CursorResult, Row, delete, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from blog.config import PostsConfig
-from blog.db import isoformat, ping, transaction, utcnow
+from blog.db import isoformat, ping, reading, transaction, utcnow
 from blog.errors import (
     InvalidInput,
     again_if_transient,
@@ -117,7 +117,7 @@ def _image_url(value: object) -> str | None:
     raise invalid("image_url", problem)
 
 
-def _to_post(row: PostRow) -> Post:
+def _to_post(row: PostRow | Row[Any]) -> Post:
     return Post(
         id=row.id,
         title=row.title,
@@ -130,7 +130,7 @@ def _to_post(row: PostRow) -> Post:
     )
 
 
-def _to_comment(row: CommentRow) -> Comment:
+def _to_comment(row: CommentRow | Row[Any]) -> Comment:
     return Comment(
         id=row.id,
         post_id=row.post_id,
@@ -143,6 +143,26 @@ def _to_comment(row: CommentRow) -> Comment:
 
 def _not_found(post_id: int) -> PostNotFound:
     return PostNotFound(f"post {post_id} does not exist")
+
+
+_POSTS = PostRow.__table__
+_COMMENTS = CommentRow.__table__
+
+
+def _post_row(connection: Connection, post_id: int) -> Row[Any]:
+    row = connection.execute(select(_POSTS).where(_POSTS.c.id == post_id)).one_or_none()
+    if row is None:
+        raise _not_found(post_id)
+    return row
+
+
+def _comments(connection: Connection, post_id: int) -> list[Comment]:
+    rows = connection.execute(
+        select(_COMMENTS)
+        .where(_COMMENTS.c.post_id == post_id)
+        .order_by(_COMMENTS.c.created_at, _COMMENTS.c.id)
+    )
+    return [_to_comment(row) for row in rows]
 
 
 class InProcessPostsService:
@@ -198,19 +218,14 @@ class InProcessPostsService:
 
     def get_post(self, post_id: int) -> Post:
         post_id = _post_id(post_id)
-        with self._session_factory() as session:
-            row = session.get(PostRow, post_id)
-            if row is None:
-                raise _not_found(post_id)
-            return _to_post(row)
+        with reading(self._session_factory) as connection:
+            return _to_post(_post_row(connection, post_id))
 
     def get_post_with_comments(self, post_id: int) -> PostWithComments:
         post_id = _post_id(post_id)
-        with self._session_factory() as session:
-            row = session.get(PostRow, post_id)
-            if row is None:
-                raise _not_found(post_id)
-            return PostWithComments(_to_post(row), self._comments(session, post_id))
+        with reading(self._session_factory) as connection:
+            row = _post_row(connection, post_id)
+            return PostWithComments(_to_post(row), _comments(connection, post_id))
 
     def list_posts(self, page: int = 1, per_page: int | None = None) -> PostPage:
         page = _id(page, "page")
@@ -331,19 +346,9 @@ class InProcessPostsService:
 
     def list_comments(self, post_id: int) -> list[Comment]:
         post_id = _post_id(post_id)
-        with self._session_factory() as session:
-            if session.get(PostRow, post_id) is None:
-                raise _not_found(post_id)
-            return self._comments(session, post_id)
-
-    @staticmethod
-    def _comments(session: Session, post_id: int) -> list[Comment]:
-        rows = session.scalars(
-            select(CommentRow)
-            .where(CommentRow.post_id == post_id)
-            .order_by(CommentRow.created_at, CommentRow.id)
-        ).all()
-        return [_to_comment(row) for row in rows]
+        with reading(self._session_factory) as connection:
+            _post_row(connection, post_id)
+            return _comments(connection, post_id)
 
     def handle_event(self, event: Event) -> None:
         """``user.renamed``: rewrite the author's name on their posts and comments.

@@ -3,13 +3,10 @@ service charges on after the moved ids and still honours the idempotency keys it
 
 from __future__ import annotations
 
-import contextlib
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pymysql
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, create_engine, select
@@ -17,8 +14,9 @@ from sqlalchemy import Engine, create_engine, select
 from blog import create_app
 from blog.config import load_config
 from blog.domains import manifest
+from tests.integration.databases import mariadb_database
 from tests.integration.migration import PASSWORD, monolith, run_cli, write_config
-from tests.support import ServiceProcess, require_service
+from tests.support import ServiceProcess
 
 pytestmark = pytest.mark.mariadb
 
@@ -29,27 +27,8 @@ EMAIL = "payer@example.com"
 @pytest.fixture
 def mysql_url() -> Iterator[str]:
     """A fresh database on the machine's MariaDB, dropped afterwards whatever happened."""
-    require_service(
-        "MariaDB", 3306, "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd"
-    )
-    name = f"blog_test_{uuid.uuid4().hex[:12]}"
-    admin = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        yield f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(
-                "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> "
-                "CONNECTION_ID()",
-                (name,),
-            )
-            for (connection_id,) in cursor.fetchall():
-                with contextlib.suppress(pymysql.err.OperationalError):  # ended meanwhile
-                    cursor.execute(f"KILL {int(connection_id)}")
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        admin.close()
+    with mariadb_database() as url:
+        yield url
 
 
 def signup(client: FlaskClient) -> dict[str, str]:

@@ -3,22 +3,19 @@ runs on the moved rows, and its next insert proves the serial sequence was moved
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from flask.testing import FlaskClient
-from psycopg import sql
 from sqlalchemy import Engine, create_engine, select
 
 from blog import create_app
 from blog.config import load_config
 from blog.domains import manifest
+from tests.integration.databases import postgres_database
 from tests.integration.migration import PASSWORD, monolith, run_cli, write_config
-from tests.support import ServiceProcess, eventually, require_service
+from tests.support import ServiceProcess, eventually
 
 pytestmark = pytest.mark.postgres
 
@@ -28,37 +25,8 @@ USERS = manifest("auth").metadata().tables["auth_users"]
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh database on the machine's PostgreSQL, dropped afterwards whatever happened."""
-    require_service(
-        "PostgreSQL",
-        5432,
-        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
-    )
-    admin, user = None, ""
-    for user in ("postgres", "root"):
-        try:
-            admin = psycopg.connect(
-                host="127.0.0.1", port=5432, user=user, dbname="test", autocommit=True
-            )
-            break
-        except psycopg.OperationalError:
-            continue
-    if admin is None:
-        message = "PostgreSQL answers but neither `postgres` nor `root` may connect to `test`"
-        if os.environ.get("BLOG_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    name = f"blog_test_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield f"postgresql+psycopg://{user}@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+    with postgres_database() as url:
+        yield url
 
 
 def register(client: FlaskClient, email: str) -> int:
