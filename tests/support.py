@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -265,3 +266,17 @@ class ThreadedEmailWorker:
 
     def stop(self) -> None:
         self._worker.stop()
+
+
+def race(app: Any, calls: list[Callable[[Any], Any]]) -> list[Any]:
+    """Run each call in its own thread with its own test client, all released at once (a
+    barrier): what concurrent requests to one row look like."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[Any], Any]) -> Any:
+        client = app.test_client()
+        barrier.wait()
+        return call(client)
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))

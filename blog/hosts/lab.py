@@ -156,7 +156,7 @@ class HostsLab:
         self._forwarder(plan)
         services = plan.services()
         for host in services:
-            self._relay(host)
+            self.start_proxy(host)
         server = _server(config_path, workers)
         with ThreadPoolExecutor(max_workers=max(1, min(len(services), 4))) as pool:
             for future in [pool.submit(self._service, h, config_path, server) for h in services]:
@@ -367,7 +367,9 @@ class HostsLab:
             f"{INFRA_ADDRESS}:[{backends}] -> 127.0.0.1 (root namespace)"
         )
 
-    def _relay(self, host: Host) -> None:
+    def start_proxy(self, host: Host) -> None:
+        """The delay proxy in front of a service host: its address and port, to the service on
+        the host's loopback, delayed as the host's link says."""
         assert host.link is not None
         route = {
             "name": host.name,

@@ -63,15 +63,7 @@ def hosts_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     lab.create(plan)
     try:
         for host in plan.services():
-            assert host.link is not None
-            route = {
-                "name": host.name,
-                "listen": {"host": host.address, "port": host.port},
-                "connect": {"host": "127.0.0.1", "port": host.port},
-                "rtt_ms": host.link.rtt_ms,
-            }
-            spec = {"name": f"{host.name}-proxy", "routes": [route]}
-            lab.start_relay(f"{host.name}-proxy", spec, host.namespace, host.name)
+            lab.start_proxy(host)
         yield plan
     finally:
         lab.down()

@@ -11,9 +11,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -21,23 +18,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.images import image_bytes
-from tests.support import eventually
+from tests.support import eventually, race
 
 PASSWORD = "correct horse battery"
 CARD = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
-
-
-def _race(app: Flask, calls: list[Callable[[FlaskClient], Any]]) -> list[Any]:
-    """Run each call in its own thread with its own client, all released at once."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[FlaskClient], Any]) -> Any:
-        client = app.test_client()
-        barrier.wait()
-        return call(client)
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 def _post(client: FlaskClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:
@@ -329,7 +313,7 @@ def _edits_against_deletes(app: Flask, path: str, headers: dict[str, str]) -> li
         return "delete", c.delete(path, headers=headers).status_code
 
     edits = [lambda c, i=i: edit(c, i) for i in range(4)]
-    return _race(app, [*edits, delete, delete])
+    return race(app, [*edits, delete, delete])
 
 
 def test_racing_edits_and_deletes_of_one_post_never_fail(app, client, auth):
@@ -352,7 +336,7 @@ def test_fifty_concurrent_payments_with_one_key(app, client, auth, payment_metho
     outright (no such payment method): fifty 400s and no payment, so the key stays usable."""
     headers = auth.signup() | {"Idempotency-Key": "one-key"}
     body = CARD | {"payment_method": payment_method}
-    answers = _race(
+    answers = race(
         app, [lambda c: c.post("/api/payment", json=body, headers=headers) for _ in range(50)]
     )
     assert [a.status_code for a in answers] == [status] * 50, [
@@ -371,7 +355,7 @@ def test_fifty_concurrent_payments_with_one_key(app, client, auth, payment_metho
 def test_concurrent_renames_leave_the_last_committed_name_everywhere(app, client, auth):
     headers = auth.signup()
     post = _post(client, headers, title="Before")
-    _race(
+    race(
         app,
         [
             lambda c, i=i: c.patch("/api/me", json={"name": f"Name {i}"}, headers=headers)

@@ -13,9 +13,7 @@ monolith (every domain on that database) and for extracted services running on i
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from blog.errors import MAX_STORED_ID, InvalidInput
 from blog.events import USER_RENAMED, Event
 from blog.posts import PostNotFound
 from tests.integration.databases import DATABASES
-from tests.support import ServiceProcess, eventually, make_config
+from tests.support import ServiceProcess, eventually, make_config, race
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mariadb]
 
@@ -61,18 +59,6 @@ def _signup(client: FlaskClient, email: str = "ada@example.com") -> dict[str, st
     assert response.status_code == 201, response.get_json()
     response = client.post("/api/login", json={"email": email, "password": PASSWORD})
     return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
-
-
-def _race(app: Flask, calls: list[Callable[[FlaskClient], Any]]) -> list[Any]:
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[FlaskClient], Any]) -> Any:
-        client = app.test_client()
-        barrier.wait()
-        return call(client)
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 ID_ROUTES = [
@@ -228,7 +214,7 @@ def test_fifty_payments_with_one_key_on_a_real_database(tmp_path, database):
         headers = _signup(app.test_client())
         for method, status in (("pm_card_chargeDeclined", 402), ("pm_card_nope", 400)):
             pay = _payment(CARD | {"payment_method": method}, headers | {"Idempotency-Key": method})
-            answers = _race(app, [pay] * 50)
+            answers = race(app, [pay] * 50)
             assert sorted(a.status_code for a in answers) == [status] * 50, [
                 a.get_json() for a in answers if a.status_code != status
             ]
@@ -246,7 +232,7 @@ def _edits_against_deletes(app: Flask, path: str, headers: dict[str, str]) -> se
         return "delete", c.delete(path, headers=headers).status_code
 
     edits = [lambda c, i=i: edit(c, i) for i in range(4)]
-    return set(_race(app, [*edits, delete, delete]))
+    return set(race(app, [*edits, delete, delete]))
 
 
 def _race_edits_and_deletes(app: Any) -> None:
@@ -294,7 +280,7 @@ def test_concurrent_renames_on_a_real_database_leave_one_name(tmp_path, database
         seen: list[Event] = []
         app.extensions["blog.domains"].bus.subscribe(USER_RENAMED, seen.append, consumer="t")
         post = client.post("/api/posts", json={"title": "t", "body": "b"}, headers=headers)
-        answers = _race(
+        answers = race(
             app,
             [
                 lambda c, i=i: c.patch("/api/me", json={"name": f"N{i}"}, headers=headers)
