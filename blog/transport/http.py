@@ -1,11 +1,12 @@
 """The socket transport: keep-alive HTTP/1.1 connections to one service, pooled.
 
-Built on the standard library's ``http.client``, one connection per call in flight, reused
-afterwards. urllib3 (under ``requests``) does the same with more machinery per call (retry and
-redirect bookkeeping, header dictionaries, response wrappers): on loopback that machinery cost
-about as much as the round trip itself, and none of it is needed here, where retrying is the
-resilience layer's decision (it knows whether the request is safe to repeat) and a service never
-redirects.
+A request is written in one ``sendall`` and its answer read with httptools (the C HTTP parser
+that uvicorn uses): on this project's machines the standard library's ``http.client`` spent about
+as long on the client side as the loopback round trip itself (its headers go through the
+``email`` package's parser, line by line), 243 against 112 µs for a service's ``/ping`` measured
+side by side. urllib3 (under ``requests``) adds its own machinery over ``http.client``. None of
+their redirect, proxy or retry handling is needed here: retrying is the resilience layer's
+decision (it knows whether a request is safe to repeat) and a service never redirects.
 
 What a pool must get right, and urllib3 taught: a connection the server closed while it sat idle
 is found out before it is used (a readable idle socket is dead or out of step, so it is dropped);
@@ -15,12 +16,15 @@ guarantee the request never left, are told apart from failures after it may have
 
 from __future__ import annotations
 
-import http.client
+import re
 import select
 import socket
 import threading
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
+
+import httptools
 
 from blog.transport import (
     ConnectFailed,
@@ -32,22 +36,107 @@ from blog.transport import (
 )
 
 _BODY_REFUSED = (401, 413)
-_BROKEN = (
-    ConnectionError,  # reset, refused mid-way, broken pipe
-    http.client.RemoteDisconnected,
-    http.client.BadStatusLine,
-    http.client.IncompleteRead,
-    http.client.LineTooLong,
-)
+_METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+_UNSAFE_IN_PATH = re.compile(r"[\x00-\x20\x7f]")
+_UNSAFE_IN_HEADER = re.compile(r"[\r\n\x00]")
+_RECV_BYTES = 65536
 
 
-class _Connection(http.client.HTTPConnection):
-    """``http.client`` sends a request's headers and body in two writes; with Nagle's algorithm
-    on, the body would wait for the server to acknowledge the headers."""
+class _Answer:
+    """httptools' callbacks for one response: its headers, body and end."""
 
-    def connect(self) -> None:
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    __slots__ = ("body", "complete", "headers", "keep_alive", "parser", "status")
+
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.complete = False
+        self.keep_alive = False
+        self.status = 0
+        self.parser: Any = None
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
+
+    def on_headers_complete(self) -> None:
+        self.status = int(self.parser.get_status_code())
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        # asked here: once the message is done, the parser is reset for the next one
+        self.keep_alive = bool(self.parser.should_keep_alive())
+        self.complete = True
+
+
+class _Connection:
+    """One keep-alive connection: a socket with TCP_NODELAY, a request per call."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._address = (host, port)
+        self._host_header = f"Host: {host}:{port}\r\n".encode("latin-1")
+        self.sock: socket.socket | None = None
+
+    def connect(self, timeout: float) -> None:
+        try:
+            sock = socket.create_connection(self._address, timeout=timeout)
+        except TimeoutError:
+            raise ConnectFailed("could not connect (timed out)") from None
+        except OSError as exc:
+            raise ConnectFailed(f"could not connect ({type(exc).__name__})") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+
+    def exchange(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes | None, timeout: float
+    ) -> tuple[int, dict[str, str], bytes, bool]:
+        """Send the request, read its whole answer: (status, headers, body, keep-alive)."""
+        sock = self.sock
+        assert sock is not None
+        parts = [f"{method} {path} HTTP/1.1\r\n".encode("latin-1"), self._host_header]
+        for name, value in headers.items():
+            if _UNSAFE_IN_HEADER.search(name) or _UNSAFE_IN_HEADER.search(value):
+                raise TransportError(f"header {name!r}: a line break or NUL in a header")
+            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+        if body is not None or method in _METHODS_WITH_BODY:
+            parts.append(b"Content-Length: %d\r\n" % len(body or b""))
+        parts.append(b"\r\n")
+        if body:
+            parts.append(body)
+        answer = _Answer()
+        parser = httptools.HttpResponseParser(answer)
+        answer.parser = parser
+        received = False
+        try:
+            sock.settimeout(timeout)
+            sock.sendall(b"".join(parts))
+            while not answer.complete:
+                data = sock.recv(_RECV_BYTES)
+                if not data:  # the server closed the connection before answering in full
+                    raise ConnectionBroken(
+                        "connection broken (closed mid-answer)"
+                        if received
+                        else "connection broken (closed without an answer)"
+                    )
+                received = True
+                parser.feed_data(data)
+        except TimeoutError:
+            raise TimedOut("timed out waiting for the answer") from None
+        except ConnectionError as exc:  # reset, refused mid-way, broken pipe
+            raise ConnectionBroken(f"connection broken ({type(exc).__name__})") from None
+        except httptools.HttpParserError as exc:
+            raise ConnectionBroken(f"connection broken (not HTTP: {exc})") from None
+        except OSError as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from None
+        return answer.status, answer.headers, b"".join(answer.body), answer.keep_alive
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
 
 class PooledHttpTransport:
@@ -80,47 +169,30 @@ class PooledHttpTransport:
         self._closed = False
 
     def send(self, request: WireRequest) -> WireResponse:
+        path = self._prefix + request.path
+        if _UNSAFE_IN_PATH.search(path):
+            raise TransportError(f"{path!r}: a space or control character in the path")
+        headers = (
+            {**request.headers, **self._close_header} if self._close_header else request.headers
+        )
         connection = self._checkout()
         keep = False
         try:
             if connection.sock is None:
-                self._connect(connection)
-            connection.sock.settimeout(request.read_timeout or self._read_timeout)
-            try:
-                connection.request(
-                    request.method,
-                    self._prefix + request.path,
-                    body=request.body,
-                    headers={**request.headers, **self._close_header}
-                    if self._close_header
-                    else request.headers,
-                )
-                response = connection.getresponse()
-                content = response.read()
-            except TimeoutError:
-                raise TimedOut("timed out waiting for the answer") from None
-            except _BROKEN as exc:
-                raise ConnectionBroken(f"connection broken ({type(exc).__name__})") from None
-            except (OSError, http.client.HTTPException) as exc:
-                raise TransportError(f"{type(exc).__name__}: {exc}") from None
+                connection.connect(self._connect_timeout)
+            status, response_headers, content, keep_alive = connection.exchange(
+                request.method,
+                path,
+                headers,
+                request.body,
+                request.read_timeout or self._read_timeout,
+            )
             # A server that refuses a body unread (401 before reading it, 413) closes the
             # connection after answering, though its answer may say keep-alive.
-            keep = not response.will_close and not (
-                request.body is not None and response.status in _BODY_REFUSED
-            )
-            headers = {name.lower(): value for name, value in response.getheaders()}
-            return WireResponse(response.status, headers, content)
+            keep = keep_alive and not (request.body is not None and status in _BODY_REFUSED)
+            return WireResponse(status, response_headers, content)
         finally:
             self._checkin(connection, keep)
-
-    def _connect(self, connection: _Connection) -> None:
-        connection.timeout = self._connect_timeout
-        try:
-            connection.connect()
-        except TimeoutError:
-            raise ConnectFailed("could not connect (timed out)") from None
-        except OSError as exc:
-            raise ConnectFailed(f"could not connect ({type(exc).__name__})") from None
 
     def _checkout(self) -> _Connection:
         with self._lock:
@@ -129,7 +201,7 @@ class PooledHttpTransport:
                 if _alive(connection):
                     return connection
                 connection.close()
-        return _Connection(self._host, self._port, timeout=self._connect_timeout)
+        return _Connection(self._host, self._port)
 
     def _checkin(self, connection: _Connection, keep: bool) -> None:
         if keep and not self._closed:
