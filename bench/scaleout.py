@@ -261,7 +261,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     f = results["failover"]
-    statuses = f"({', '.join(map(str, f['failed_statuses']))})" if f["failed_statuses"] else ""
+    statuses = f" ({', '.join(map(str, f['failed_statuses']))})" if f["failed_statuses"] else ""
     lines += [
         f"Uploads and reads for {FAILOVER_SECONDS:.0f} s; at {KILL_AT:.0f} s one instance is "
         f"killed (SIGKILL, workers and all), at {RESTART_AT:.0f} s started again on its port.",
@@ -269,7 +269,7 @@ def markdown(results: dict[str, Any]) -> str:
         "| requests | failed | ejected (no more regular calls) after "
         "| calls it got while dead | restarted one gets traffic after |",
         "| ---: | ---: | ---: | ---: | ---: |",
-        f"| {f['requests']} | {f['failed_uploads']} of {f['uploads']} uploads {statuses}, "
+        f"| {f['requests']} | {f['failed_uploads']} of {f['uploads']} uploads{statuses}, "
         f"0 reads | {_ms(f['ejected_after_ms'])} | {f['calls_while_dead']} | "
         + _ms(f["traffic_again_after_ms"])
         + " |",
