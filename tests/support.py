@@ -280,3 +280,68 @@ def race(app: Any, calls: list[Callable[[Any], Any]]) -> list[Any]:
 
     with ThreadPoolExecutor(len(calls)) as pool:
         return list(pool.map(run, calls))
+
+
+Script = Callable[[socket.socket, bytes], bool]
+"""Given the connection and one request's bytes, answer (or not); False closes the connection."""
+
+
+class ScriptedServer:
+    """A loopback HTTP/1.1 server that reads each request (head and Content-Length body) and
+    hands it to a script; it records every request, per connection."""
+
+    def __init__(self, script: Script) -> None:
+        self._script = script
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections: list[list[bytes]] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            received: list[bytes] = []
+            self.connections.append(received)
+            threading.Thread(target=self._serve, args=(client, received), daemon=True).start()
+
+    @property
+    def requests(self) -> list[bytes]:
+        return [request for connection in self.connections for request in connection]
+
+    def _serve(self, client: socket.socket, received: list[bytes]) -> None:
+        with client, client.makefile("rb") as reader:
+            while True:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = reader.readline()
+                    if not line:
+                        return
+                    head += line
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                request = head + (reader.read(length) if length else b"")
+                received.append(request)
+                if not self._script(client, request):
+                    return
+
+    def close(self) -> None:
+        self.server.close()
+
+
+ID_ROUTES = [
+    ("GET", "/api/posts/{}", None, "post_not_found"),
+    ("PATCH", "/api/posts/{}", {"title": "t"}, "post_not_found"),
+    ("DELETE", "/api/posts/{}", None, "post_not_found"),
+    ("GET", "/api/posts/{}/comments", None, "post_not_found"),
+    ("POST", "/api/posts/{}/comments", {"body": "b"}, "post_not_found"),
+    ("GET", "/api/users/{}", None, "user_not_found"),
+    ("GET", "/api/payments/{}", None, "payment_not_found"),
+]
+"""Every public route with an id in its path."""

@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.images import image_bytes
-from tests.support import eventually, race
+from tests.support import ID_ROUTES, eventually, race
 
 PASSWORD = "correct horse battery"
 CARD = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
@@ -31,17 +31,6 @@ def _post(client: FlaskClient, headers: dict[str, str], **body: Any) -> dict[str
 
 
 # --------------------------------------------------------------------------- ids out of range
-
-ID_ROUTES = [
-    ("GET", "/api/posts/{}", None, "post_not_found"),
-    ("PATCH", "/api/posts/{}", {"title": "t"}, "post_not_found"),
-    ("DELETE", "/api/posts/{}", None, "post_not_found"),
-    ("GET", "/api/posts/{}/comments", None, "post_not_found"),
-    ("POST", "/api/posts/{}/comments", {"body": "b"}, "post_not_found"),
-    ("GET", "/api/users/{}", None, "user_not_found"),
-    ("GET", "/api/payments/{}", None, "payment_not_found"),
-]
-"""Every public route with an id in its path."""
 
 
 @pytest.mark.parametrize("row_id", [2**31, 2**32 + 1, 2**53, 2**63 - 1])

@@ -261,14 +261,15 @@ def test_every_app_container_runs_a_role_and_checks_its_own_health(
             )
 
 
-@pytest.mark.parametrize(
-    "name",
-    sorted(
-        name
-        for name, s in yaml.safe_load(COMPOSE.read_text())["services"].items()
-        if str(s.get("image", "")).startswith(IMAGE)
-    ),
+APP_CONTAINERS = sorted(
+    name
+    for name, s in yaml.safe_load(COMPOSE.read_text())["services"].items()
+    if str(s.get("image", "")).startswith(IMAGE)
 )
+"""Every service of compose.yaml that runs the blog's image."""
+
+
+@pytest.mark.parametrize("name", APP_CONTAINERS)
 def test_app_container_builds_from_its_environment_and_config(
     name: str, compose: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -282,14 +283,7 @@ def test_app_container_builds_from_its_environment_and_config(
             check_probe(box, process, role.health_path, role.port(process.config))
 
 
-@pytest.mark.parametrize(
-    "name",
-    sorted(
-        name
-        for name, s in yaml.safe_load(COMPOSE.read_text())["services"].items()
-        if str(s.get("image", "")).startswith(IMAGE)
-    ),
-)
+@pytest.mark.parametrize("name", APP_CONTAINERS)
 def test_app_container_gets_every_secret_production_asks_for(
     name: str, raw: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -27,7 +27,7 @@ from blog.errors import MAX_STORED_ID, InvalidInput
 from blog.events import USER_RENAMED, Event
 from blog.posts import PostNotFound
 from tests.integration.databases import DATABASES
-from tests.support import ServiceProcess, eventually, make_config, race
+from tests.support import ID_ROUTES, ServiceProcess, eventually, make_config, race
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mariadb]
 
@@ -59,17 +59,6 @@ def _signup(client: FlaskClient, email: str = "ada@example.com") -> dict[str, st
     assert response.status_code == 201, response.get_json()
     response = client.post("/api/login", json={"email": email, "password": PASSWORD})
     return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
-
-
-ID_ROUTES = [
-    ("GET", "/api/posts/{}", None, "post_not_found"),
-    ("PATCH", "/api/posts/{}", {"title": "t"}, "post_not_found"),
-    ("DELETE", "/api/posts/{}", None, "post_not_found"),
-    ("GET", "/api/posts/{}/comments", None, "post_not_found"),
-    ("POST", "/api/posts/{}/comments", {"body": "b"}, "post_not_found"),
-    ("GET", "/api/users/{}", None, "user_not_found"),
-    ("GET", "/api/payments/{}", None, "payment_not_found"),
-]
 
 
 # --------------------------------------------------------------------------- ids

@@ -4,7 +4,6 @@ not, ends as a response or as the transport error the resilience layer decides o
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -18,54 +17,7 @@ from blog.transport import (
     WireRequest,
 )
 from blog.transport.http import PooledHttpTransport
-
-Script = Callable[[socket.socket, bytes], bool]
-"""Given the connection and one request's bytes, answer (or not); False closes the connection."""
-
-
-class ScriptedServer:
-    """A loopback server that reads each request (head and Content-Length body) and hands it to
-    a script; it records every request and counts connections."""
-
-    def __init__(self, script: Script) -> None:
-        self._script = script
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.requests: list[bytes] = []
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        with client, client.makefile("rb") as reader:
-            while True:
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    line = reader.readline()
-                    if not line:
-                        return
-                    head += line
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                request = head + (reader.read(length) if length else b"")
-                self.requests.append(request)
-                if not self._script(client, request):
-                    return
-
-    def close(self) -> None:
-        self.server.close()
+from tests.support import Script, ScriptedServer
 
 
 @pytest.fixture
@@ -105,7 +57,7 @@ def test_one_connection_carries_every_call_and_the_answer_is_read_whole(serve) -
     for _ in range(5):
         response = transport.send(get())
         assert response.status == 200 and response.content == body
-    assert server.connections == 1
+    assert len(server.connections) == 1
     assert response.headers["content-type"] == "application/json"
     assert response.headers["set-cookie"] == "a=1, b=2"  # repeated headers joined
 
@@ -142,7 +94,7 @@ def test_a_connection_the_server_closed_while_idle_is_not_used(serve) -> None:
     for _ in range(3):
         assert transport.send(get()).status == 200
         time.sleep(0.05)  # the close reaches us before the next call
-    assert server.connections == 3
+    assert len(server.connections) == 3
 
 
 def test_after_a_refused_body_the_connection_is_not_reused(serve) -> None:
@@ -150,14 +102,14 @@ def test_after_a_refused_body_the_connection_is_not_reused(serve) -> None:
     for _ in range(2):
         response = transport.send(WireRequest("POST", "/p", "probe.write", False, {}, b"{}"))
         assert response.status == 401
-    assert server.connections == 2
+    assert len(server.connections) == 2
 
 
 def test_connection_close_is_honoured(serve) -> None:
     server, transport = serve(answer(extra=b"Connection: close\r\n"))
     transport.send(get())
     transport.send(get())
-    assert server.connections == 2
+    assert len(server.connections) == 2
 
 
 @pytest.mark.parametrize(
@@ -178,7 +130,7 @@ def test_a_broken_answer_is_a_broken_connection(serve, reply: bytes, message: st
         transport.send(get())
     with pytest.raises(ConnectionBroken):  # again on a new connection: the pool kept none
         transport.send(get())
-    assert server.connections == 2
+    assert len(server.connections) == 2
 
 
 def test_no_answer_in_time_is_a_timeout(serve) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 import random
 import socket
-import threading
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from blog.hosts.plan import INFRA_ADDRESS, effective_link, plan_hosts
 from blog.hosts.relay import Link
 from blog.transport import WireRequest
 from blog.transport.http import PooledHttpTransport
-from tests.support import make_config
+from tests.support import ScriptedServer, make_config
 
 LAB = ipaddress.ip_network("198.18.0.0/15")
 
@@ -143,51 +142,19 @@ def test_a_links_jitter_stays_within_its_rtt() -> None:
     assert Link(rtt_ms=0.5).one_way(rng) == 0.00025
 
 
-class _Recorder:
-    """A keep-alive HTTP/1.1 server that records each connection's requests' headers."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.connections: list[list[str]] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            heads: list[str] = []
-            self.connections.append(heads)
-            threading.Thread(target=self._serve, args=(client, heads), daemon=True).start()
-
-    def _serve(self, client: socket.socket, heads: list[str]) -> None:
-        with client, client.makefile("rb") as reader:
-            while True:
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    line = reader.readline()
-                    if not line:
-                        return
-                    head += line
-                heads.append(head.decode())
-                close = b"connection: close" in head.lower()
-                client.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
-                    + (b"Connection: close\r\n" if close else b"")
-                    + b"\r\n{}"
-                )
-                if close:
-                    return
-
-    def close(self) -> None:
-        self.server.close()
+def _answer_closing_when_asked(client: socket.socket, request: bytes) -> bool:
+    close = b"connection: close" in request.lower()
+    client.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+        + (b"Connection: close\r\n" if close else b"")
+        + b"\r\n{}"
+    )
+    return not close
 
 
 @pytest.mark.parametrize(("keep_alive", "connections"), [(True, 1), (False, 3)])
 def test_keep_alive_can_be_switched_off(keep_alive: bool, connections: int) -> None:
-    server = _Recorder()
+    server = ScriptedServer(_answer_closing_when_asked)
     transport = PooledHttpTransport(
         f"http://127.0.0.1:{server.port}",
         connect_timeout=1,
@@ -201,7 +168,7 @@ def test_keep_alive_can_be_switched_off(keep_alive: bool, connections: int) -> N
         transport.close()
         server.close()
     assert len(server.connections) == connections
-    closing = [("connection: close" in h.lower()) for c in server.connections for h in c]
+    closing = [(b"connection: close" in h.lower()) for c in server.connections for h in c]
     assert closing == [not keep_alive] * 3
 
 
