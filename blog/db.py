@@ -104,6 +104,10 @@ def reading(factory: sessionmaker[Session]) -> Iterator[Connection]:
     (session, identity map, instance loading) cost more than the query; on the lab's machine a
     post by id took 453 µs through ``Session.get`` and 205 µs as a Core select. Rows read this
     way have the mapped classes' column attributes, so the domains' DTO converters take them.
+
+    The hot statements are built once, at import, with bind parameters: building
+    ``select(...).where(...)`` and its cache key on every call cost more than running it (a user
+    by id on SQLite: 119 µs built per call, 62 µs built once; sqlite3 alone takes 4 µs).
     """
     bind = factory.kw.get("bind")
     if not isinstance(bind, Engine):  # a factory bound to a connection (tests): use a session

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import jwt
 
@@ -32,8 +33,15 @@ def issue_token(user_id: int, config: AuthConfig, now: datetime | None = None) -
     return jwt.encode(claims, config.jwt_secret, algorithm=ALGORITHM)
 
 
-def decode_token(token: object, config: AuthConfig) -> int:
-    """The user id a valid token was issued for; ``InvalidToken`` for anything else."""
+class DecodedToken(NamedTuple):
+    user_id: int
+    expires_at: float
+    """The ``exp`` claim, in seconds since the epoch."""
+
+
+def decode_token(token: object, config: AuthConfig) -> DecodedToken:
+    """The user a valid token was issued for, and when it expires; ``InvalidToken`` for
+    anything else."""
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken("the token is missing or malformed")
     try:
@@ -52,4 +60,4 @@ def decode_token(token: object, config: AuthConfig) -> int:
     # A user id no row can have is as invalid as a malformed one (and must reach no query).
     if not _USER_ID.fullmatch(subject) or int(subject) > MAX_STORED_ID:
         raise InvalidToken("the token is invalid")
-    return int(subject)
+    return DecodedToken(int(subject), float(claims["exp"]))

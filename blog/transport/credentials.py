@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import jwt
 
 from blog.errors import Unauthorized
+from blog.verified import VerifiedTokens
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class ServiceCredentials:
         self._shared = secrets if isinstance(secrets, str) else None
         self._ttl = ttl_seconds
         self._cache: dict[str, tuple[str, float]] = {}
-        self._verified: dict[str, tuple[str, float]] = {}
+        self._verified: VerifiedTokens[str] = VerifiedTokens()
         self._lock = threading.Lock()
 
     def audiences(self) -> list[str] | None:
@@ -91,8 +92,7 @@ class ServiceCredentials:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ServiceUnauthorized("a service credential is required")
-        known = self._verified.get(token)
-        if known is not None and known[0] == audience and known[1] > time.time():
+        if self._verified.get(token) == audience:
             return
         try:
             claims = jwt.decode(
@@ -109,9 +109,7 @@ class ServiceCredentials:
         except jwt.InvalidTokenError as exc:
             log.warning("service credential for %s refused: %s", audience, exc)
             raise ServiceUnauthorized(REFUSED) from None
-        if len(self._verified) >= 1024:
-            self._verified.clear()
-        self._verified[token] = (audience, float(claims["exp"]))
+        self._verified.remember(token, audience, float(claims["exp"]))
 
     def accepts(self, authorization: str | None, audience: str) -> bool:
         """Whether ``authorization`` carries a valid token for ``audience`` (never raises)."""

@@ -347,8 +347,20 @@ def test_token_of_a_nonexistent_user_is_rejected(service):
         service.verify(_token(_claims(999)))
 
 
+def test_a_token_verified_before_is_rejected_once_it_expires(service, alice):
+    """Verified tokens are remembered, but never past their ``exp``."""
+    now = int(time.time())
+    token = _token(_claims(alice.id, iat=now, exp=now + 2))
+    assert service.verify(token).id == alice.id
+    assert service.verify(token).id == alice.id  # remembered
+    time.sleep(max(0.0, now + 2.05 - time.time()))
+    with pytest.raises(InvalidToken):
+        service.verify(token)
+
+
 def test_token_of_a_deleted_user_is_rejected(service, alice, engine):
     token = service.login("alice@example.com", PASSWORD).access_token
+    assert service.verify(token).id == alice.id  # checked once, so remembered
     with Session(engine) as session, session.begin():
         session.execute(delete(UserRow).where(UserRow.id == alice.id))
     with pytest.raises(InvalidToken):
