@@ -138,5 +138,5 @@ def utcnow() -> datetime:
 def isoformat(moment: datetime) -> str:
     """ISO 8601 in UTC; SQLite hands datetimes back naive, and they were stored as UTC."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        return f"{moment.isoformat()}+00:00"  # what replace(tzinfo=UTC).isoformat() writes
     return moment.astimezone(UTC).isoformat()

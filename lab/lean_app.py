@@ -1,53 +1,37 @@
 """The lean baseline: the post list as a bare Flask + SQLAlchemy route, nothing else.
 
 The gateway's ``GET /api/posts`` does the posts service's ``list_posts`` (a count, then one page
-of rows through the ORM) plus everything a product adds to a request: request ids, timing and
-``Server-Timing``, the domain interface and its DTOs, logging, JSON errors. This app runs the
-same two SELECTs through the ORM on the same table and database and answers the same JSON, with
+of rows, as Core statements built once) plus everything a product adds to a request: request
+ids, timing and ``Server-Timing``, the domain interface and its DTOs, logging, JSON errors. This
+app runs the same two statements on the same table and database and answers the same JSON, with
 none of that. Served by the same server on the same CPU, its throughput is what a hand-written
 route would reach: the target is that the gateway costs at most 25 % more per request.
 
-The lab may not import ``blog.posts.models``; it maps a plain class onto the table the posts
-domain declares (``blog.domains.manifest("posts").metadata()``), so the queries and the column
-types (UTC datetimes) are the domain's own. ``lab.lean_wsgi:app`` is the server's target.
+The lab may not import ``blog.posts.service``; it builds the statements here on the table the
+posts domain declares (``blog.domains.manifest("posts").metadata()``), so the queries and the
+column types (UTC datetimes) are the domain's own. ``lab.lean_wsgi:app`` is the server's target.
 """
 
 from __future__ import annotations
 
 import functools
-from datetime import datetime
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from sqlalchemy import Table, func, select
-from sqlalchemy.orm import registry
+from sqlalchemy import Row, Table, bindparam, func, select
 
 from blog.config import Config, load_config
-from blog.db import isoformat, make_engine, make_session_factory
+from blog.db import isoformat, make_engine
 from blog.domains import manifest
 
 HEALTH_PATH = "/health"
 
 
-class LeanPost:
-    """A row of the posts table, mapped here (see the module's docstring)."""
-
-    id: int
-    title: str
-    body: str
-    author_id: int
-    author_name: str
-    image_url: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
 @functools.cache
 def posts_table() -> Table:
-    """The posts domain's ``posts`` table, with :class:`LeanPost` mapped onto it (once)."""
-    table = manifest("posts").metadata().tables["posts"]
-    registry().map_imperatively(LeanPost, table)
-    return table
+    """The posts domain's ``posts`` table."""
+    return manifest("posts").metadata().tables["posts"]
 
 
 def _page_args(config: Config) -> tuple[int, int]:
@@ -61,7 +45,7 @@ def _page_args(config: Config) -> tuple[int, int]:
     return page, min(per_page, config.posts.per_page_max)
 
 
-def _as_json(row: LeanPost) -> dict[str, Any]:
+def _as_json(row: Row[Any]) -> dict[str, Any]:
     return {
         "id": row.id,
         "title": row.title,
@@ -79,24 +63,26 @@ def create_app(config: Config | None = None) -> Flask:
     monolith's own when the lab starts it); builds an engine, opens nothing until a request."""
     config = config or load_config()
     table = posts_table()
-    sessions = make_session_factory(make_engine(config.database_url))
+    count = select(func.count()).select_from(table)
+    newest = (
+        select(table)
+        .order_by(table.c.created_at.desc(), table.c.id.desc())
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+    )
+    engine = make_engine(config.database_url)
     app = Flask("lean")
 
     @app.get("/api/posts")
     def list_posts() -> Response:
         page, per_page = _page_args(config)
         offset = (page - 1) * per_page
-        with sessions() as session:
-            total = session.scalar(select(func.count()).select_from(table)) or 0
-            rows = (
+        with engine.connect() as connection:
+            total = connection.scalar(count) or 0
+            rows: Iterable[Row[Any]] = (
                 []
                 if offset >= total
-                else session.scalars(
-                    select(LeanPost)
-                    .order_by(table.c.created_at.desc(), table.c.id.desc())
-                    .offset(offset)
-                    .limit(per_page)
-                ).all()
+                else connection.execute(newest, {"offset": offset, "limit": per_page})
             )
             items = [_as_json(row) for row in rows]
         return jsonify({"items": items, "page": page, "per_page": per_page, "total": total})

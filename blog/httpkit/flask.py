@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import is_dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from flask import Flask, Request, Response, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.response import Response as SansIOResponse
 
 from blog.errors import DomainError
 from blog.httpkit import (
@@ -49,6 +50,24 @@ class DtoJSONProvider(DefaultJSONProvider):
         if is_dataclass(o) and not isinstance(o, type):
             return msgspec.to_builtins(o)
         return DefaultJSONProvider.default(o)
+
+    def response(self, *args: Any, **kwargs: Any) -> SansIOResponse:
+        """The body encoded by msgspec, compact, as Flask's would be outside debug mode.
+
+        Why: the standard library's encoder took ~100 µs of a 20-post page, more than the rest
+        of what the gateway adds to the query. msgspec writes UTF-8 where Flask would write
+        ``\\u`` escapes; JSON reads both the same. Debug mode keeps Flask's indented output, and
+        a string msgspec cannot write (a lone surrogate) falls back to it too.
+        """
+        if (self.compact is None and self._app.debug) or self.compact is False:
+            return super().response(*args, **kwargs)
+        obj = self._prepare_response_obj(args, kwargs)
+        try:
+            body = msgspec.json.encode(obj, enc_hook=self.default)
+        except (UnicodeEncodeError, TypeError):
+            return super().response(*args, **kwargs)
+        response_class: Any = self._app.response_class  # typed as the sans-I/O base
+        return cast(SansIOResponse, response_class(body + b"\n", mimetype=self.mimetype))
 
 
 class NoSessions(SessionInterface):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import unicodedata
+from collections.abc import Iterable
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -159,6 +160,13 @@ _POSTS = PostRow.__table__
 _COMMENTS = CommentRow.__table__
 # Built once: a statement built per call costs more than the query (see ``blog.db.reading``).
 _POST_BY_ID = select(_POSTS).where(_POSTS.c.id == bindparam("id"))
+_POST_COUNT = select(func.count()).select_from(_POSTS)
+_NEWEST_POSTS = (
+    select(_POSTS)
+    .order_by(_POSTS.c.created_at.desc(), _POSTS.c.id.desc())
+    .offset(bindparam("offset"))
+    .limit(bindparam("limit"))
+)
 _COMMENTS_OF_POST = (
     select(_COMMENTS)
     .where(_COMMENTS.c.post_id == bindparam("post_id"))
@@ -245,17 +253,12 @@ class InProcessPostsService:
         per_page = self._config.per_page_default if per_page is None else _id(per_page, "per_page")
         per_page = min(per_page, self._config.per_page_max)
         offset = (page - 1) * per_page
-        with self._session_factory() as session:
-            total = session.scalar(select(func.count()).select_from(PostRow)) or 0
-            rows = (
+        with reading(self._session_factory) as connection:
+            total = connection.scalar(_POST_COUNT) or 0
+            rows: Iterable[Row[Any]] = (
                 []
                 if offset >= total
-                else session.scalars(
-                    select(PostRow)
-                    .order_by(PostRow.created_at.desc(), PostRow.id.desc())
-                    .offset(offset)
-                    .limit(per_page)
-                ).all()
+                else connection.execute(_NEWEST_POSTS, {"offset": offset, "limit": per_page})
             )
             items = [_to_post(row) for row in rows]
         return PostPage(items=items, page=page, per_page=per_page, total=total)
