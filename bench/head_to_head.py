@@ -42,7 +42,7 @@ def _page(client: KeepAlive, path: str, timings: list[str]) -> None:
 def _call_order(header: str) -> list[str]:
     """The calls of one response, in the order they finished (Server-Timing lists each call
     as it ends): for calls made one after another, the order they were made in."""
-    return [label for label, _, _ in parse_server_timing(header) if label != "total"]
+    return [entry.label for entry in parse_server_timing(header) if entry.label != "total"]
 
 
 def _post_page(

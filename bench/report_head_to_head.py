@@ -49,12 +49,23 @@ def in_page_hops(timing: dict[str, Any]) -> str:
     it, with the gateway and the services sharing the server CPUs."""
     far = timing.get("all-http", {}).get("domains", {})
     near = timing.get("monolith", {}).get("domains", {})
-    parts = [
-        f"{', '.join(f'`{c}`' for c in info['calls'])} "
-        f"{(info['median_ms'] - near[domain]['median_ms']) * 1000:+.0f} µs"
-        for domain, info in far.items()
-        if domain in near and info["mode"] == "http"
-    ]
+    parts = []
+    for domain, info in far.items():
+        if domain not in near or info["mode"] != "http":
+            continue
+        here = near[domain]["median_ms"]
+        part = (
+            f"{', '.join(f'`{c}`' for c in info['calls'])} "
+            f"{(info['median_ms'] - here) * 1000:+.0f} µs"
+        )
+        service = info.get("service_median_ms")
+        if service is not None:
+            part += (
+                f" ({service * 1000:.0f} µs of it inside the service's app, against "
+                f"{here * 1000:.0f} µs for the call in the monolith; the other "
+                f"{(info['median_ms'] - service) * 1000:.0f} µs are the hop itself)"
+            )
+        parts.append(part)
     return "; ".join(parts)
 
 
@@ -170,7 +181,7 @@ def head_to_head_section(results: dict[str, Any]) -> list[str]:
         f"monolith alone {idle['ms_per_s']['monolith']:.1f}.",
         "",
         "**The lean baseline**: the gateway's post list against a bare Flask + SQLAlchemy route "
-        "running the posts service's own two SELECTs (a count, one page through the ORM) on "
+        "running the posts service's own two statements (a count, one page; Core, built once) on "
         f"the monolith's database, under the same server ({server['name']}, the same workers) "
         "on the same CPU; what the gateway adds per request is request ids, timing and "
         "Server-Timing, the domain interface and DTOs, logging and error handling:",

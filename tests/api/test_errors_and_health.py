@@ -93,4 +93,8 @@ def test_server_timing_names_every_domain_call_and_its_mode(client, auth, modes)
         domain = call.split(".")[0]
         assert entries[call]["desc"] == f'"{modes[domain]}"'
         assert float(entries[call]["dur"]) >= 0
+        if modes[domain] == "inprocess":
+            assert "service" not in entries[call]
+        else:  # the service's own time for the call: inside the call's, never more
+            assert 0 < float(entries[call]["service"]) <= float(entries[call]["dur"])
     assert float(entries["total"]["dur"]) >= float(entries["posts.get_post_with_comments"]["dur"])

@@ -16,6 +16,7 @@ from flask import Flask
 from blog import create_app
 from blog.config import Config, ConfigError, load_config
 from blog.serving import free_port
+from blog.timing import server_timing, service_seconds
 from blog.transport.credentials import SERVICE_TOKEN_ISSUER, ServiceCredentials
 from blog.wiring import build_monolith, build_service
 from tests.support import config_overrides
@@ -123,6 +124,42 @@ def test_server_timing_is_sent_outside_production_unless_turned_off(tmp_path: Pa
         assert "total;dur=" in app.test_client().get("/api/posts").headers["Server-Timing"]
     for app in _app(_config(tmp_path, {}, server_timing=False)):
         assert "Server-Timing" not in app.test_client().get("/api/posts").headers
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("total;dur=0.153", 0.000153),
+        ('db;dur=2, total;desc="all";dur=12.5', 0.0125),
+        (None, None),
+        ("", None),
+        ("total", None),
+        ("total;dur=", None),
+        ("total;dur=abc", None),
+        ("total;dur=nan", None),
+        ("total;dur=inf", None),
+        ("total;dur=-1", None),
+        ("app;dur=3", None),
+    ],
+)
+def test_a_services_own_time_is_read_from_its_server_timing_and_nothing_else(
+    header: str | None, seconds: float | None
+) -> None:
+    assert service_seconds(header) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_an_extracted_calls_entry_carries_the_services_own_time() -> None:
+    header = server_timing(
+        [
+            ("auth.get_user", "http", 0.0005, 0.000153),
+            ("posts.get_post", "inprocess", 0.0002, None),
+        ],
+        0.001,
+    )
+    assert header == (
+        'auth.get_user;dur=0.500;desc="http";service=0.153, '
+        'posts.get_post;dur=0.200;desc="inprocess", total;dur=1.000'
+    )
 
 
 # --------------------------------------------------------------------------- a service's 401
