@@ -270,21 +270,34 @@ def measure_floors(
                 response = transport.send(WireRequest("GET", "/ping", f"{domain}.ping", False))
                 assert response.status == 200, response.status
 
+            in_service: list[float] = []
+
+            def via_client(call: Any = call, out: list[float] = in_service) -> None:
+                """The domain client's call, and the service's own time for it (its
+                ``Server-Timing``, as ``TimedDomain`` recorded it), in ns like the samples."""
+                call(remote, there)
+                recorded = calls_var.get()
+                if recorded and recorded[-1][3] is not None:
+                    out.append(recorded[-1][3] * 1e9)
+
             variants: dict[str, Callable[[], Any]] = {
                 "f0": functools.partial(f0_client.request, "GET", "/ping"),
                 "floor": functools.partial(floor_client.request, "GET", "/ping"),
                 "ping_transport": ping_transport,
                 "stdlib": raw,
                 "transport": via_transport,
-                "http": functools.partial(call, remote, there),
+                "http": via_client,
                 "inprocess": functools.partial(call, inproc, here),
             }
             for fn in variants.values():  # warm: connections, caches, first-call imports
                 for _ in range(5):
                     fn()
             log(f"floors: {name}")
+            in_service.clear()
             samples = interleaved(variants, rounds=plan.hop_rounds, block=plan.hop_block)
             hops[name] = {"domain": domain, **{v: stats_us(s) for v, s in samples.items()}}
+            if in_service:
+                hops[name]["in_service"] = stats_us(list(in_service))
             hops[name]["python_calls"] = {
                 v: python_calls(variants[v]) for v in ("inprocess", "stdlib", "transport", "http")
             }

@@ -43,27 +43,34 @@ def critical_path(timing: dict[str, Any], order: list[str]) -> str:
     return f"{shape}. Calls: {calls}; the gateway's whole request {total:.2f} ms"
 
 
-def in_page_hops(timing: dict[str, Any]) -> str:
+def in_page_hops(timing: dict[str, Any], hops: dict[str, Any]) -> str:
     """What each of the page's domains costs more when extracted, from the page's own
     Server-Timing (all extracted minus monolith, median ms per page): the hop as the page pays
-    it, with the gateway and the services sharing the server CPUs."""
+    it, with the gateway and the services sharing the server CPUs; split into the service's
+    app and the hop itself, each beside part 3's (``hops``) for the same call."""
     far = timing.get("all-http", {}).get("domains", {})
     near = timing.get("monolith", {}).get("domains", {})
     parts = []
     for domain, info in far.items():
         if domain not in near or info["mode"] != "http":
             continue
-        here = near[domain]["median_ms"]
+        here = near[domain]["median_ms"] * 1000
         part = (
             f"{', '.join(f'`{c}`' for c in info['calls'])} "
-            f"{(info['median_ms'] - here) * 1000:+.0f} µs"
+            f"{info['median_ms'] * 1000 - here:+.0f} µs"
         )
         service = info.get("service_median_ms")
         if service is not None:
+            service *= 1000
+            warm = hops.get(info["calls"][0], {}) if len(info["calls"]) == 1 else {}
+            app_warm = hop_warm = ""
+            if "in_service" in warm:
+                app_warm = f", part 3 {warm['in_service']['p50']:.0f}"
+                hop_warm = f" (part 3: {warm['http']['p50'] - warm['in_service']['p50']:.0f})"
             part += (
-                f" ({service * 1000:.0f} µs of it inside the service's app, against "
-                f"{here * 1000:.0f} µs for the call in the monolith; the other "
-                f"{(info['median_ms'] - service) * 1000:.0f} µs are the hop itself)"
+                f": {service:.0f} µs in the service's app (the call in the monolith "
+                f"{here:.0f}{app_warm}), {info['median_ms'] * 1000 - service:.0f} µs the hop "
+                f"itself{hop_warm}"
             )
         parts.append(part)
     return "; ".join(parts)
@@ -128,6 +135,7 @@ def head_to_head_section(results: dict[str, Any]) -> list[str]:
         ],
     ]
     idle = head["idle"]
+    part3_hops = (results.get("floors") or {}).get("hops", {})
     placement = "; ".join(
         f"{topology}: " + ", ".join(f"{g} CPU {','.join(c)}" for g, c in groups.items())
         for topology, groups in head["placement"].items()
@@ -155,9 +163,9 @@ def head_to_head_section(results: dict[str, Any]) -> list[str]:
         f"(p99 {us(far['p99'])}).{hop_line}",
         "",
         f"- **the hop as the page pays it** (its Server-Timing, all extracted − monolith, per "
-        f"call): {in_page_hops(timing)}. Here the gateway runs under its server and shares the "
-        "server CPU with the services, where part 3's client is the bench process on a CPU of "
-        f"its own{_colocation(results)}.",
+        f"call): {in_page_hops(timing, part3_hops)}. Here the gateway runs under its server "
+        "and shares the server CPU with the services, where part 3's client is the bench "
+        f"process on a CPU of its own{_colocation(results)}.",
         "- **critical path**, all extracted: "
         f"{critical_path(timing.get('all-http', {}), order.get('all-http', []))}.",
         "- the same page in the monolith: "
