@@ -734,53 +734,50 @@ def _chart_suite(ax: Any, results: dict[str, Any], plt: Any) -> None:
 
 
 def _chart_hops(ax: Any, results: dict[str, Any]) -> None:
+    """Each extracted call's p50, split into the hop itself and the service's app (both
+    positive, unlike part 3's differences of medians), against the in-process call and the
+    target: a bar that ends left of its target tick (in-process + 3 × F0) passes."""
     floors = results.get("floors")
     if not floors:
         ax.set_axis_off()
         return
     names = list(floors["hops"])
     costs = hop_costs(results)
-    segments: dict[str, list[float]] = {
-        "service /ping": [],
-        "service beyond /ping": [],
-        "client transport": [],
-        "client codec": [],
-    }
-    inproc, targets_us = [], []
+    hop_itself, in_app, inproc, targets_us = [], [], [], []
     for name in names:
         hop = floors["hops"][name]
-        floor = hop["floor"]["p50"]
-        segments["service /ping"].append(floor)
-        segments["service beyond /ping"].append(
-            hop["stdlib"]["p50"] - floor - hop["inprocess"]["p50"]
-        )
-        segments["client transport"].append(hop["transport"]["p50"] - hop["stdlib"]["p50"])
-        segments["client codec"].append(hop["http"]["p50"] - hop["transport"]["p50"])
+        http = hop["http"]["p50"]
+        app = hop["in_service"]["p50"] if "in_service" in hop else 0.0
+        hop_itself.append(http - app)
+        in_app.append(app)
         inproc.append(hop["inprocess"]["p50"])
-        targets_us.append(HOP_TARGET_F0 * costs[name]["f0_us"] if name in costs else 0.0)
-    y = range(len(names))
-    left = [0.0] * len(names)
-    colors = ("#4c72b0", "#dd8452", "#c44e52", "#8172b3")
-    for (label, values), color in zip(segments.items(), colors, strict=True):
-        ax.barh(y, values, left=left, label=label, color=color)
-        left = [a + max(b, 0) for a, b in zip(left, values, strict=True)]
+        target = HOP_TARGET_F0 * costs[name]["f0_us"] if name in costs else 0.0
+        targets_us.append(hop["inprocess"]["p50"] + target)
+    y = list(range(len(names)))
+    ax.barh(y, hop_itself, color="#c44e52", label="the hop itself (network, servers, client)")
+    ax.barh(y, in_app, left=hop_itself, color="#4c72b0", label="in the service's app")
+    ax.scatter(inproc, y, marker="o", color="black", zorder=3, label="the call in-process")
     ax.scatter(
         targets_us,
         y,
         marker="|",
         s=400,
         color="black",
-        label=f"target: {HOP_TARGET_F0:g} × F0",
+        label=f"target: in-process + {HOP_TARGET_F0:g} × F0",
         zorder=3,
     )
-    for i, (total, base) in enumerate(zip(left, inproc, strict=True)):
-        ax.text(total, i, f"  +{total:.0f} µs (in-process {fmt_us(base)})", va="center", fontsize=8)
-    ax.set_yticks(list(y), names)
+    for i, name in enumerate(names):
+        hop = floors["hops"][name]
+        added = hop["http"]["p50"] - hop["inprocess"]["p50"]
+        end = max(hop["http"]["p50"], targets_us[i])
+        ax.text(end, i, f"  +{added:.0f} µs", va="center", fontsize=8)
+    ax.set_yticks(y, names)
     ax.invert_yaxis()
-    ax.set_xlabel("µs added by the HTTP hop (p50)")
-    ax.set_xlim(0, max(max(left), max(targets_us)) * 1.5)
-    ax.set_title("What one extracted hop adds over the in-process call")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_xlabel("µs per call (p50): over HTTP, split; the in-process call; the target")
+    widest = max(h + a for h, a in zip(hop_itself, in_app, strict=True))
+    ax.set_xlim(0, max(max(targets_us), widest) * 1.45)
+    ax.set_title("One extracted call: the hop itself and the service's own time")
+    ax.legend(loc="lower right", fontsize=7)
 
 
 def _chart_cost(ax: Any, results: dict[str, Any]) -> None:
