@@ -38,7 +38,7 @@ import msgspec
 from blog.errors import GENERIC_ERRORS, InvalidInput, invalid
 from blog.httpkit.falcon import read_json, send_json
 from blog.manifest import DomainManifest, all_errors
-from blog.timing import service_seconds, service_seconds_var
+from blog.timing import calls_var, service_seconds, service_seconds_var
 from blog.transport import (
     REQUEST_ID_HEADER,
     Transport,
@@ -475,7 +475,8 @@ class RemoteDomain:
             raise self._manifest.unavailable_error(
                 f"the {self._domain} service is unavailable: {exc}"
             ) from None
-        service_seconds_var.set(service_seconds(response.headers.get("server-timing")))
+        if calls_var.get() is not None:  # a request is recording its calls (Server-Timing on)
+            service_seconds_var.set(service_seconds(response.headers.get("server-timing")))
         if response.status >= 400:
             self._raise_for(response)
         return response
