@@ -17,6 +17,11 @@ ladder is a difference of medians taken at the same moments:
   against ``http.client`` sending the same request with the credential: what our client adds
   to a real call.
 
+Each rung's server CPU per request: the CPU time of its server's processes (schedstat) over the
+requests it answered while the rungs were sampled; the client's rungs ask a posts service of
+their own, so every server serves one rung. Then both ends of a hop in CPU: this thread's and the
+server's, over calls in a row, for F0 and each way of asking the service.
+
 Then, apart (``colocated``), F0 and the configured server's service ``/ping`` once more with the
 client on the server CPUs too: a gateway and its services on one CPU (part 4's post page) pay a
 round trip whose two ends take turns on that CPU.
@@ -25,6 +30,7 @@ round trip whose two ends take turns on that CPU.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -63,6 +69,24 @@ def service_framework(config: Config) -> str:
         return type(owner).__module__.split(".")[0]
     finally:
         runtime.close()
+
+
+def _client_cpu_rungs(server: str) -> tuple[str, ...]:
+    """The rungs whose client end is measured: F0's, and each way of asking the service."""
+    return ("socket", f"{server}.service", "transport", "stdlib.get_post", "client.get_post")
+
+
+def _cpu_in_a_row(fn: Callable[[], Any], server: list[int], calls: int) -> dict[str, float]:
+    """CPU µs per call of ``fn`` over ``calls`` calls in a row, at both ends: this thread's
+    (kernel time included; on loopback the sender's system call also runs the receiver's TCP
+    work) and the ``server`` processes'."""
+    client, serving = time.thread_time_ns(), procstat.cpu_ns(server)
+    for _ in range(calls):
+        fn()
+    return {
+        "client": (time.thread_time_ns() - client) / 1000 / calls,
+        "server": (procstat.cpu_ns(server) - serving) / 1000 / calls,
+    }
 
 
 def _ping(client: KeepAlive) -> None:
@@ -104,7 +128,16 @@ def measure_ladder(
         for keepalive in clients.values():
             stack.callback(keepalive.close)
 
-        configured = services[base.server.name]
+        # Our client's rungs ask an instance of their own, so that each rung's server CPU per
+        # request is its own rung's (every other rung has its server to itself).
+        configured = start_services(
+            [DOMAIN],
+            base,
+            state / "client",
+            stack,
+            cpus=server_cpus,
+            server=ServerConfig(name=base.server.name, workers=1, threads=base.server.threads),
+        )[DOMAIN]
         client = connect(DOMAIN, base, configured.url)
         stack.callback(client.transport.close)
         transport = client.transport
@@ -130,7 +163,20 @@ def measure_ladder(
         variants["stdlib.get_post"] = via_stdlib
         warm(variants)
         log(f"ladder: {len(variants)} rungs, interleaved")
+        trees = {rung: procstat.process_tree(server.pid or 0) for rung, server in processes.items()}
+        before = {rung: procstat.cpu_ns(pids) for rung, pids in trees.items()}
         samples = interleaved(variants, rounds=rounds, block=block)
+        cpu = {
+            rung: (procstat.cpu_ns(pids) - before[rung]) / 1000 / len(samples[rung])
+            for rung, pids in trees.items()
+        }
+        client_tree = procstat.process_tree(configured.pid or 0)
+        in_a_row = {
+            rung: _cpu_in_a_row(
+                variants[rung], trees.get(rung, client_tree), calls=max(rounds * block // 2, 10)
+            )
+            for rung in _client_cpu_rungs(base.server.name)
+        }
         colocated = {
             "socket": variants["socket"],
             "service": variants[f"{base.server.name}.service"],
@@ -146,6 +192,8 @@ def measure_ladder(
         }
         return {
             "rungs": {rung: stats_us(s) for rung, s in samples.items()},
+            "server_cpu_us_per_request": cpu,
+            "in_a_row_cpu_us_per_request": in_a_row,
             "colocated": {rung: stats_us(s) for rung, s in together.items()},
             "servers": list(SERVERS),
             "frameworks": list(FRAMEWORKS),

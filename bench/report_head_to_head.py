@@ -101,6 +101,45 @@ def _run(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def cpu_by_process(head: dict[str, Any]) -> list[str]:
+    """Each endpoint's server CPU per request split by process (the same wrk runs): where the
+    all-extracted topology spends what the monolith does not, and, for the post page, what one
+    extracted call costs in CPU at both ends (the extra CPU over the extracted calls a page
+    makes, from its Server-Timing)."""
+    lines = []
+    calls = sum(
+        info["calls_per_request"]
+        for info in head["page"]["server_timing"].get("all-http", {}).get("domains", {}).values()
+        if info["mode"] == "http"
+    )
+    for what, runs in head["throughput"].items():
+        mono, far = runs["monolith"], runs["all-http"]
+        split = far.get("cpu_us_per_request_by_group")
+        if not split:
+            continue
+        parts = ", ".join(
+            f"{'the gateway' if group == 'monolith' else group} {us(cpu)}"
+            for group, cpu in sorted(split.items(), key=lambda item: -item[1])
+            if cpu >= 1  # the services this endpoint never calls
+        )
+        extra = far["cpu_us_per_request"] - mono["cpu_us_per_request"]
+        line = (
+            f"- {WHAT[what]}: the monolith {us(mono['cpu_us_per_request'])}; all extracted "
+            f"{us(far['cpu_us_per_request'])}: {parts}"
+        )
+        if what == "post_page" and calls:
+            line += (
+                f". The {extra / 1000:.2f} ms more than the monolith, over the page's {calls:g} "
+                f"extracted calls: {us(extra / calls)} of CPU per call, both ends together "
+                "(the gateway's client, the service's server, framework and hooks, the kernel "
+                "between them, and the work done cold that the monolith does warm)"
+            )
+        lines.append(line + ".")
+    if not lines:
+        return []
+    return ["**Where the CPU goes** (the same runs, per process, per request):", "", *lines, ""]
+
+
 def head_to_head_section(results: dict[str, Any]) -> list[str]:
     head = results.get("head_to_head")
     if not head:
@@ -184,6 +223,7 @@ def head_to_head_section(results: dict[str, Any]) -> list[str]:
             ["endpoint", "topology", *run_columns, "CPU/request ÷ monolith"], rows, "ll" + "r" * 6
         ),
         "",
+        *cpu_by_process(head),
         f"**Idle cost**, no requests for {idle['seconds']:g} s, every process of the topology "
         f"together: all extracted {idle['ms_per_s']['all-http']:.1f} ms of CPU a second, the "
         f"monolith alone {idle['ms_per_s']['monolith']:.1f}.",

@@ -26,6 +26,77 @@ def _steps(ladder: dict[str, Any], server: str) -> list[float]:
     return [f0, wsgi - f0, bare - wsgi, service - bare]
 
 
+def server_cpu(ladder: dict[str, Any], frameworks: list[str]) -> list[str]:
+    """Each rung's server CPU per request: what a hop costs the machine at the serving end,
+    which latency alone does not show (a server may answer fast and still burn CPU in threads
+    handing the request to each other)."""
+    cpu = ladder.get("server_cpu_us_per_request")
+    if not cpu:
+        return []
+    f0 = cpu["socket"]
+    kinds = ["wsgi", *frameworks, "service"]
+    rows = [
+        [
+            server,
+            *(fmt_us(cpu[f"{server}.{kind}"]) for kind in kinds),
+            f"{cpu[f'{server}.service'] / f0:.1f} ×",
+        ]
+        for server in ladder["servers"]
+    ]
+    return [
+        "**Server CPU per request**, the same rungs: the CPU time of each rung's server "
+        "processes (every thread, from schedstat) while the rungs were sampled, over the "
+        f"requests it answered. F0's socket server spends {fmt_us(f0)} a request (its kernel "
+        "work included); the rest of a hop's CPU is at the client's end.",
+        "",
+        *table(
+            [
+                "server",
+                "bare WSGI",
+                *(f"bare {k}" for k in frameworks),
+                "service /ping",
+                "service ÷ F0's server",
+            ],
+            rows,
+        ),
+        "",
+        *_client_cpu(ladder),
+    ]
+
+
+def _client_cpu(ladder: dict[str, Any]) -> list[str]:
+    in_a_row = ladder.get("in_a_row_cpu_us_per_request")
+    if not in_a_row:
+        return []
+    configured = ladder["configured_server"]
+    named = {
+        "socket": "`http.client` → F0's socket server",
+        f"{configured}.service": f"`http.client` → the service's `/ping` ({configured})",
+        "transport": "our transport stack → the same `/ping`",
+        "stdlib.get_post": "`http.client` → `GET /posts/<id>`",
+        "client.get_post": "our whole client → `get_post(id)`",
+    }
+    rows = [
+        [
+            what,
+            fmt_us(in_a_row[rung]["client"]),
+            fmt_us(in_a_row[rung]["server"]),
+            fmt_us(in_a_row[rung]["client"] + in_a_row[rung]["server"]),
+        ]
+        for rung, what in named.items()
+        if rung in in_a_row
+    ]
+    return [
+        "**Both ends of a hop in CPU**, each request made in a row after the interleaved "
+        "sampling: the client's end is the bench thread's CPU time per call (kernel time "
+        "included: on loopback the sender's system call also runs the receiver's TCP work), the "
+        "server's its processes', as above:",
+        "",
+        *table(["request", "client CPU", "server CPU", "both ends"], rows),
+        "",
+    ]
+
+
 def ladder_section(results: dict[str, Any]) -> list[str]:
     ladder = results.get("ladder")
     if not ladder:
@@ -122,6 +193,7 @@ def ladder_section(results: dict[str, Any]) -> list[str]:
             server_rows,
         ),
         "",
+        *server_cpu(ladder, frameworks),
         "**Our client**, against the service under the configured server (the last two rows: "
         "the client moved onto the server CPU, as a gateway and its services share it in part "
         "4; measured apart, after the others):",

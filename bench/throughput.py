@@ -64,10 +64,17 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     seconds = sum(r["seconds"] for r in runs)
     cpu_ns = sum(r["cpu_ns"] for r in runs)
     wall = sum(r["wall_seconds"] for r in runs)
+    by_group: dict[str, int] = {}
+    for r in runs:
+        for group, ns in r.get("cpu_ns_by_group", {}).items():
+            by_group[group] = by_group.get(group, 0) + ns
     return {
         "requests": requests,
         "seconds": seconds,
         "cpu_ns": cpu_ns,
+        "cpu_us_per_request_by_group": {
+            group: ns / 1000 / requests if requests else 0.0 for group, ns in by_group.items()
+        },
         "wall_seconds": wall,
         "runs": len(runs),
         "latency_p50_us": sorted(r["latency_p50_us"] for r in runs)[len(runs) // 2],
