@@ -60,11 +60,11 @@ def server_cpu(ladder: dict[str, Any], frameworks: list[str]) -> list[str]:
             rows,
         ),
         "",
-        *_client_cpu(ladder),
+        *_both_ends_cpu(ladder),
     ]
 
 
-def _client_cpu(ladder: dict[str, Any]) -> list[str]:
+def _both_ends_cpu(ladder: dict[str, Any]) -> list[str]:
     in_a_row = ladder.get("in_a_row_cpu_us_per_request")
     if not in_a_row:
         return []
