@@ -128,13 +128,18 @@ def measure_head_to_head(
 
         page_paths = {name: f"/api/posts/{seeds[name]['detail']}" for name in seeds}
         runs: list[tuple[str, str, dict[str, Any]]] = []
-        # the lean comparison as monolith, lean, ..., lean, monolith: drift falls on both
+        # Every comparison's runs sit symmetrically around the middle one (A B … B A), so a
+        # machine that drifts steadily slower or faster during the part weighs on both sides
+        # alike: the page as monolith, extracted, extracted, monolith; the list's monolith and
+        # the lean route first and last; the extracted list in the middle.
         for name, what in (
             (MONOLITH.name, "post_list"),
             ("lean", "post_list"),
             (MONOLITH.name, "post_page"),
             (EXTRACTED.name, "post_page"),
             (EXTRACTED.name, "post_list"),
+            (EXTRACTED.name, "post_page"),
+            (MONOLITH.name, "post_page"),
             ("lean", "post_list"),
             (MONOLITH.name, "post_list"),
         ):
@@ -166,6 +171,7 @@ def measure_head_to_head(
                 "monolith": combined(MONOLITH.name, "post_list"),
                 "lean": combined("lean", "post_list"),
             },
+            "wrk_order": [[name, what] for name, what, _ in runs],
             "wrk": {
                 "connections": plan.wrk_connections,
                 "threads": 1,

@@ -90,6 +90,24 @@ def _colocation(results: dict[str, Any]) -> str:
     )
 
 
+def wrk_order_sentence(head: dict[str, Any]) -> str:
+    """The wrk runs' order: each comparison's runs sit symmetrically in time, so a steady drift
+    of the machine's speed weighs on both of its sides alike."""
+    order = head.get("wrk_order")
+    if not order:  # a run from before the order was recorded
+        return (
+            "The monolith's post list ran twice (before and after the lean route's two runs), "
+            "summed."
+        )
+    names = {"monolith": "monolith", "all-http": "all extracted", "lean": "lean route"}
+    steps = ", ".join(f"{names.get(name, name)} {what.replace('_', ' ')}" for name, what in order)
+    return (
+        f"The runs went in this order: {steps}; each comparison's runs sit symmetrically in "
+        "time, so a steady drift of the machine's speed weighs on both of its sides alike, and "
+        "runs of the same thing are summed."
+    )
+
+
 def _run(r: dict[str, Any]) -> list[str]:
     return [
         f"{r['rps']:.0f}",
@@ -216,8 +234,7 @@ def head_to_head_section(results: dict[str, Any]) -> list[str]:
         "server process of the topology (the monolith's, and all-extracted the four services' "
         'too, from /proc) over the requests wrk completed; "server CPUs busy" near the '
         "server CPU count shows saturation (⚠ below 0.9: the servers did not get the CPU to "
-        "themselves). The monolith's post list ran twice (before and "
-        "after the lean route's two runs), summed.",
+        f"themselves). {wrk_order_sentence(head)}",
         "",
         *table(
             ["endpoint", "topology", *run_columns, "CPU/request ÷ monolith"], rows, "ll" + "r" * 6

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.report_head_to_head import cpu_by_process
+from bench.report_head_to_head import cpu_by_process, wrk_order_sentence
 from bench.throughput import combine
 
 
@@ -93,3 +93,11 @@ def test_no_split_recorded_no_section() -> None:
         runs["all-http"]["cpu_us_per_request_by_group"] = {}
 
     assert cpu_by_process(head) == []
+
+
+def test_the_wrk_runs_order_is_told_as_it_ran() -> None:
+    head = {"wrk_order": [["monolith", "post_page"], ["all-http", "post_page"], ["lean", "x"]]}
+
+    assert wrk_order_sentence(head).startswith(
+        "The runs went in this order: monolith post page, all extracted post page, lean route x;"
+    )
