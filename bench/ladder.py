@@ -103,7 +103,7 @@ def measure_ladder(
     block: int,
 ) -> dict[str, Any]:
     with ExitStack() as stack:
-        log("ladder: F0's socket server, 3 servers × (WSGI, Flask, Falcon), 3 posts services")
+        log("ladder: F0's socket server, 3 servers × (WSGI, Flask, Falcon), 4 posts services")
         floors = _rung_servers(server_cpus_spec)
         for server in floors.values():
             stack.callback(server.kill)
