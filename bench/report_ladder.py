@@ -60,22 +60,25 @@ def server_cpu(ladder: dict[str, Any], frameworks: list[str]) -> list[str]:
             rows,
         ),
         "",
-        *_both_ends_cpu(ladder),
     ]
+
+
+def _client_rungs(ladder: dict[str, Any]) -> dict[str, str]:
+    """The rungs a client asks in different ways, each with what it is."""
+    configured = ladder["configured_server"]
+    return {
+        "socket": "F0: `http.client` → a socket server answering a fixed response",
+        f"{configured}.service": f"`http.client` → the posts service's `/ping` under {configured}",
+        "transport": f"our transport stack ({ladder['transport_stack']}) → the same `/ping`",
+        "stdlib.get_post": "`http.client` → `GET /posts/<id>` on the service, with the credential",
+        "client.get_post": 'the whole client (`blog.wiring.connect("posts")`) → `get_post(id)`',
+    }
 
 
 def _both_ends_cpu(ladder: dict[str, Any]) -> list[str]:
     in_a_row = ladder.get("in_a_row_cpu_us_per_request")
     if not in_a_row:
         return []
-    configured = ladder["configured_server"]
-    named = {
-        "socket": "`http.client` → F0's socket server",
-        f"{configured}.service": f"`http.client` → the service's `/ping` ({configured})",
-        "transport": "our transport stack → the same `/ping`",
-        "stdlib.get_post": "`http.client` → `GET /posts/<id>`",
-        "client.get_post": "our whole client → `get_post(id)`",
-    }
     rows = [
         [
             what,
@@ -83,7 +86,7 @@ def _both_ends_cpu(ladder: dict[str, Any]) -> list[str]:
             fmt_us(in_a_row[rung]["server"]),
             fmt_us(in_a_row[rung]["client"] + in_a_row[rung]["server"]),
         ]
-        for rung, what in named.items()
+        for rung, what in _client_rungs(ladder).items()
         if rung in in_a_row
     ]
     return [
@@ -126,25 +129,7 @@ def ladder_section(results: dict[str, Any]) -> list[str]:
     service = rungs[f"{configured}.service"]["p50"]
     transport = rungs["transport"]["p50"]
     stdlib, client = rungs["stdlib.get_post"]["p50"], rungs["client.get_post"]["p50"]
-    client_rows = [
-        ["F0: `http.client` → a socket server answering a fixed response", rungs["socket"]],
-        [
-            f"`http.client` → the posts service's `/ping` under {configured}",
-            rungs[f"{configured}.service"],
-        ],
-        [
-            f"our transport stack ({ladder['transport_stack']}) → the same `/ping`",
-            rungs["transport"],
-        ],
-        [
-            "`http.client` → `GET /posts/<id>` on the service, with the credential",
-            rungs["stdlib.get_post"],
-        ],
-        [
-            'the whole client (`blog.wiring.connect("posts")`) → `get_post(id)`',
-            rungs["client.get_post"],
-        ],
-    ]
+    client_rows = [[what, rungs[rung]] for rung, what in _client_rungs(ladder).items()]
     colocated = ladder.get("colocated")
     if colocated:
         cpu = results["machine"]["server_cpus"]
@@ -194,6 +179,7 @@ def ladder_section(results: dict[str, Any]) -> list[str]:
         ),
         "",
         *server_cpu(ladder, frameworks),
+        *_both_ends_cpu(ladder),
         "**Our client**, against the service under the configured server (the last two rows: "
         "the client moved onto the server CPU, as a gateway and its services share it in part "
         "4; measured apart, after the others):",
