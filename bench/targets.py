@@ -54,6 +54,10 @@ def fmt_us(us: float) -> str:
     return f"{us / 1e6:.2f} s"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _verdict(ok: bool) -> str:
     return PASS if ok else FAIL
 
@@ -237,7 +241,7 @@ def _lean(results: dict[str, Any]) -> Target:
     mono, lean = head["lean"]["monolith"], head["lean"]["lean"]
     overhead = mono["cpu_us_per_request"] / lean["cpu_us_per_request"] - 1
     target.measured = (
-        f"+{overhead * 100:.0f} % CPU/request ({fmt_us(lean['cpu_us_per_request'])} → "
+        f"{overhead * 100:+.0f} % CPU/request ({fmt_us(lean['cpu_us_per_request'])} → "
         f"{fmt_us(mono['cpu_us_per_request'])}); {lean['rps']:.0f} → {mono['rps']:.0f} req/s"
     )
     target.verdict = _verdict(overhead <= LEAN_TARGET_OVERHEAD)
@@ -261,8 +265,8 @@ def _server(results: dict[str, Any]) -> Target:
     argv = " ".join(server["monolith_argv"])
     served = MONOLITH_TARGET in argv and f"-m {server['name']}" in argv
     target.measured = (
-        f"{server['name']}, {server['monolith_workers']} workers × {server['threads']} threads, "
-        f"`{MONOLITH_TARGET}`"
+        f"{server['name']}, {_count(server['monolith_workers'], 'worker')} × "
+        f"{_count(server['threads'], 'thread')}, `{MONOLITH_TARGET}`"
     )
     target.verdict = _verdict(served and server["name"] in PRODUCTION_SERVERS)
     target.values = {"server": server["name"]}
