@@ -1,6 +1,7 @@
 """The latency matrix: every topology, F0 and the ladder, each hop, the post page, throughput per
-CPU, the idle cost, the lean baseline, the cost per request and fault isolation; issue 9's targets
-judged with PASS/FAIL, and a line of history per run.
+CPU, the idle cost, the lean baseline, the cost per request, fault isolation and what a
+duplicated author name costs and buys; issue 9's targets judged with PASS/FAIL, and a line of
+history per run.
 
     make bench-matrix                     # or: .venv/bin/python bench/matrix.py [options]
     bench/matrix.py --quick --out /tmp/m  # a short smoke of every part, written elsewhere
@@ -35,6 +36,10 @@ Parts, in order (``--skip`` takes their names):
    upload at an RTT of 0, 0.5, 2 and 10 ms, keep-alive on and off, fan-out, the delay proxy's
    own cost (``bench/network.py``; root only: without root the part says so and the report
    quotes the last ``network.md`` that ``sudo make bench-network`` wrote).
+9. ``duplication``: the tutorial's data-duplication trade-off, everything extracted: how long
+   the post list's copy of an author's name lags a rename (``PATCH /api/me``), the list's domain
+   calls (none to auth), and the post page with the auth service up, then killed: still 200,
+   its author from the post's copy (``bench/duplication.py``).
 
 The soak (``make soak``, ten minutes) writes a report of its own; this report links it.
 
@@ -76,6 +81,7 @@ if str(ROOT) not in sys.path:
 import bcrypt  # noqa: E402
 
 from bench import history, scaleout  # noqa: E402
+from bench.duplication import measure_duplication  # noqa: E402
 from bench.head_to_head import measure_head_to_head  # noqa: E402
 from bench.hops import HOPS  # noqa: E402
 from bench.hops import available as hops_available  # noqa: E402
@@ -692,7 +698,17 @@ def _wrk_version() -> str | None:
     return words[1] if len(words) > 1 else None
 
 
-PARTS = ("floors", "ladder", "suite", "cost", "head", "fault", "scale", "network")
+PARTS = (
+    "floors",
+    "ladder",
+    "suite",
+    "cost",
+    "head",
+    "fault",
+    "scale",
+    "network",
+    "duplication",
+)
 """The parts, in the order they run (``--skip`` names them)."""
 
 
@@ -880,6 +896,18 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 log(f"part {number}/{steps}: across the network: skipped, it needs root")
                 results["network"] = {"skipped": "needs root (network namespaces)"}
+        if "duplication" not in skip:
+            log(f"part {next(step)}/{steps}: data duplication (a name's copy: lag and fallback)")
+            results["duplication"] = runner.run(
+                "duplication",
+                lambda: measure_duplication(
+                    base,
+                    state / f"duplication-{uuid.uuid4().hex[:6]}",
+                    plan,
+                    server_cpus,
+                    args.server_cpus,
+                ),
+            )
     info["loadavg_end"] = os.getloadavg()
     info["commit_end"] = machine_info(args.load_cpus, args.server_cpus)["commit"]
     info["seconds"] = time.monotonic() - started

@@ -33,6 +33,9 @@ class Plan:
     burst_threads: int = 4
     burst_uploads: int = 6  # per thread
     burst_probe_cap: int = 20000
+    renames: int = 30  # the duplication part's renames, one after another
+    rename_catch_up_seconds: float = 10.0  # how long the list may take to show each new name
+    fallback_pages: int = 200  # post pages with auth up, then as many with auth stopped
 
     @classmethod
     def quick(cls) -> Plan:
@@ -58,6 +61,9 @@ class Plan:
             quiet_requests=30,
             burst_threads=2,
             burst_uploads=2,
+            renames=3,
+            rename_catch_up_seconds=5.0,
+            fallback_pages=20,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.report_duplication import duplication_section
 from bench.report_head_to_head import chart_throughput, head_to_head_section
 from bench.report_ladder import chart_ladder, ladder_section
 from bench.report_tables import table as _table
@@ -664,6 +665,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> str:
         *_suite(results),
         *_cost(results),
         *_fault(results),
+        *duplication_section(results),
         *_scale(results),
         *_network(results),
         *_other_labs(path.parent, measured=set(results.get("network", {})) - {"skipped"}),
