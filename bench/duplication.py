@@ -30,13 +30,11 @@ from pathlib import Path
 from time import perf_counter, perf_counter_ns
 from typing import Any
 
-import yaml
-
 from bench.head_to_head import EXTRACTED
 from bench.plan import Plan
 from bench.sampling import log, stats_us
 from bench.topologies import PASSWORD, Running, seed_http, start_topology
-from blog.config import Config
+from blog.config import Config, load_config
 from lab.keepalive import KeepAlive
 from lab.server_timing import parse_server_timing, summarize_server_timing
 from lab.stats import percentile
@@ -90,14 +88,8 @@ class Lag:
 
 def _get(client: KeepAlive, path: str) -> tuple[int, Any, str]:
     """Status, decoded JSON body and Server-Timing header of one GET."""
-    client.connection.request("GET", path)
-    response = client.connection.getresponse()
-    body = response.read()
-    return (
-        response.status,
-        json.loads(body) if body else None,
-        response.getheader("Server-Timing") or "",
-    )
+    status, body, headers = client.exchange("GET", path)
+    return status, json.loads(body) if body else None, headers.get("Server-Timing") or ""
 
 
 def _member_with_post(client: KeepAlive) -> Member:
@@ -115,8 +107,7 @@ def _member_with_post(client: KeepAlive) -> Member:
 def _broker(running: Running) -> str:
     """``events.broker`` as the running monolith's config file has it."""
     assert running.monolith.config_path is not None
-    raw = yaml.safe_load(Path(running.monolith.config_path).read_text(encoding="utf-8")) or {}
-    return str((raw.get("events") or {}).get("broker", "inline"))
+    return load_config(running.monolith.config_path).events.broker
 
 
 def _listed_name(client: KeepAlive, post_id: int) -> str:

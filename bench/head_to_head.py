@@ -32,11 +32,9 @@ EXTRACTED = Topology("all-http", HTTP_SERVICES)
 
 
 def _page(client: KeepAlive, path: str, timings: list[str]) -> None:
-    client.connection.request("GET", path)
-    response = client.connection.getresponse()
-    response.read()
-    assert response.status == 200, response.status
-    timings.append(response.getheader("Server-Timing") or "")
+    status, _, headers = client.exchange("GET", path)
+    assert status == 200, status
+    timings.append(headers.get("Server-Timing") or "")
 
 
 def _call_order(header: str) -> list[str]:

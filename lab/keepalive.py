@@ -36,9 +36,20 @@ class KeepAlive:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> tuple[int, bytes]:
+        status, data, _ = self.exchange(method, path, body, headers)
+        return status, data
+
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, bytes, http.client.HTTPMessage]:
+        """``request``, with the response's headers too (the lab reads Server-Timing)."""
         self.connection.request(method, path, body=body, headers=dict(headers or {}))
         response = self.connection.getresponse()
-        return response.status, response.read()
+        return response.status, response.read(), response.headers
 
     def json(
         self,
